@@ -1,0 +1,171 @@
+"""The one settings object, read from the environment once and passed down.
+
+Every variable is declared once in ``SETTINGS`` with its default and help; the
+README's table is checked against this list by a test. boto3 keeps its own
+configuration (profiles, region, ``AWS_ENDPOINT_URL_*``): nothing here duplicates it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from bot.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    env: str
+    field: str
+    default: str
+    help: str
+    parse: Callable[[str], Any] = str
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected 1/0, true/false, yes/no or on/off, got {value!r}")
+
+
+def _positive_int(value: str) -> int:
+    number = int(value.replace("_", ""))
+    if number <= 0:
+        raise ValueError(f"expected a positive whole number, got {value!r}")
+    return number
+
+
+def _non_negative_int(value: str) -> int:
+    number = int(value.replace("_", ""))
+    if number < 0:
+        raise ValueError(f"expected zero or a positive whole number, got {value!r}")
+    return number
+
+
+def _confidence(value: str) -> float:
+    number = float(value)
+    if not 0 <= number <= 100:
+        raise ValueError(f"expected a confidence between 0 and 100, got {value!r}")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError(f"expected a positive number, got {value!r}")
+    return number
+
+
+def _optional(value: str) -> str | None:
+    return value or None
+
+
+SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec("DATABASE_URL", "database_url", "sqlite:///data/imgbot.db",
+                "SQLAlchemy URL of the database (SQLite file or postgresql+psycopg://…)."),
+    SettingSpec("IMGBOT_STORAGE", "storage_url", "file://./data/images",
+                "Where originals are kept: file://FOLDER or s3://BUCKET/PREFIX (server-side encrypted)."),
+    SettingSpec("IMGBOT_S3_SSE", "s3_sse", "AES256",
+                "S3 server-side encryption: AES256 or aws:kms."),
+    SettingSpec("IMGBOT_S3_KMS_KEY_ID", "s3_kms_key_id", "",
+                "KMS key id or ARN when IMGBOT_S3_SSE=aws:kms (empty: the account's default key).", _optional),
+    SettingSpec("IMGBOT_ANALYZER", "analyzer", "local",
+                "Analysis engine: local (offline, models inside packages) or rekognition (Amazon Rekognition)."),
+    SettingSpec("IMGBOT_FACES", "faces", "0",
+                "Detect and store faces (boxes, landmarks, attributes). Off by default for privacy.", _bool),
+    SettingSpec("IMGBOT_MAX_BYTES", "max_bytes", "52428800",
+                "Largest accepted original, in bytes (default 50 MB).", _positive_int),
+    SettingSpec("IMGBOT_MAX_PIXELS", "max_pixels", "50000000",
+                "Largest accepted image, in pixels (width x height); larger ones are refused as too large.",
+                _positive_int),
+    SettingSpec("IMGBOT_LABEL_MIN_CONFIDENCE", "label_min_confidence", "75",
+                "Labels shown and searched by default at or above this confidence (0-100).", _confidence),
+    SettingSpec("IMGBOT_MODERATION_MIN_CONFIDENCE", "moderation_min_confidence", "60",
+                "An image is flagged when a moderation label reaches this confidence (0-100).", _confidence),
+    SettingSpec("IMGBOT_STORE_MIN_CONFIDENCE", "store_min_confidence", "50",
+                "Floor below which labels and moderation labels are not stored at all (0-100).", _confidence),
+    SettingSpec("IMGBOT_CONCURRENCY", "concurrency", "8",
+                "Images analysed at once by one process.", _positive_int),
+    SettingSpec("IMGBOT_REKOGNITION_TPS", "rekognition_tps", "50",
+                "Client-side limit of Rekognition calls per second, per API, shared by a process.", _positive_float),
+    SettingSpec("IMGBOT_AWS_MAX_ATTEMPTS", "aws_max_attempts", "8",
+                "botocore retry attempts for S3 and Rekognition calls (adaptive retry mode).", _positive_int),
+    SettingSpec("IMGBOT_LOG_LEVEL", "log_level", "INFO",
+                "Log level: DEBUG, INFO, WARNING or ERROR."),
+    SettingSpec("IMGBOT_ANNOTATE", "annotate", "1",
+                "Upload an annotated copy (label and text boxes) into the Slack thread.", _bool),
+    SettingSpec("IMGBOT_MODERATION_CHANNEL", "moderation_channel", "",
+                "Slack channel id where flagged images are posted for review (empty: none).", _optional),
+    SettingSpec("IMGBOT_QUEUE_URL", "queue_url", "",
+                "Amazon SQS queue URL; when set, `imgbot serve` only enqueues and `imgbot worker` analyses.",
+                _optional),
+    SettingSpec("SLACK_BOT_TOKEN", "slack_bot_token", "",
+                "Bot token (xoxb-…) of the Slack app.", _optional),
+    SettingSpec("SLACK_SIGNING_SECRET", "slack_signing_secret", "",
+                "Signing secret used to verify requests from Slack (HTTP mode).", _optional),
+    SettingSpec("SLACK_APP_TOKEN", "slack_app_token", "",
+                "App-level token (xapp-…); when set, `imgbot serve` uses Socket Mode instead of HTTP.", _optional),
+    SettingSpec("SLACK_API_URL", "slack_api_url", "",
+                "Base URL of the Slack Web API (empty: https://slack.com/api/); for GovSlack and tests.", _optional),
+    SettingSpec("PORT", "port", "3000",
+                "HTTP port of `imgbot serve` (HTTP mode).", _positive_int),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///data/imgbot.db"
+    storage_url: str = "file://./data/images"
+    s3_sse: str = "AES256"
+    s3_kms_key_id: str | None = None
+    analyzer: str = "local"
+    faces: bool = False
+    max_bytes: int = 52_428_800
+    max_pixels: int = 50_000_000
+    label_min_confidence: float = 75.0
+    moderation_min_confidence: float = 60.0
+    store_min_confidence: float = 50.0
+    concurrency: int = 8
+    rekognition_tps: float = 50.0
+    aws_max_attempts: int = 8
+    log_level: str = "INFO"
+    annotate: bool = True
+    moderation_channel: str | None = None
+    queue_url: str | None = None
+    slack_bot_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_app_token: str | None = None
+    slack_api_url: str | None = None
+    port: int = 3000
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every declared variable; a malformed one fails with its name."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for spec in SETTINGS:
+            raw = env.get(spec.env, spec.default)
+            try:
+                values[spec.field] = spec.parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{spec.env} is not valid: {exc}") from exc
+        if values["log_level"].upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ConfigError(f"{'IMGBOT_LOG_LEVEL'} must be DEBUG, INFO, WARNING or ERROR, got {values['log_level']!r}")
+        values["log_level"] = values["log_level"].upper()
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def load_dotenv_file(path: str = ".env") -> None:
+    """Load a ``.env`` file into the environment without overriding what is already set."""
+    from dotenv import load_dotenv
+
+    load_dotenv(path, override=False)

@@ -1,0 +1,37 @@
+"""The two small interfaces the core needs from the outside world."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from bot.core.types import Analysis, PreparedImage, StoredObject
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """Keeps originals. Keys are content-addressed, so a put of existing bytes is harmless."""
+
+    def put(self, key: str, data: bytes, content_type: str) -> StoredObject:
+        """Store ``data`` under ``key``; raise ``StorageError`` on failure."""
+        ...
+
+    def get(self, key: str) -> bytes:
+        """Return the bytes under ``key``; raise ``NotFound`` if absent, ``StorageError`` otherwise."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; deleting a missing key is not an error."""
+        ...
+
+
+@runtime_checkable
+class Analyzer(Protocol):
+    """Turns a prepared image into an ``Analysis``; raises ``AnalyzerError`` on failure.
+
+    Called from several threads at once: implementations must be thread-safe.
+    """
+
+    name: str
+
+    def analyze(self, image: PreparedImage) -> Analysis:
+        ...

@@ -1,0 +1,243 @@
+"""Provider-neutral values that flow through the core.
+
+Every analyser (Rekognition, the offline engine, the test fake) returns an
+``Analysis`` built from these, so the database, search, reports and Slack
+replies cannot tell providers apart except by ``provider`` and
+``model_versions``. Boxes use Rekognition's convention: ratios of the image's
+width and height, origin top-left, on the *oriented* analysis copy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class BoundingBox:
+    left: float
+    top: float
+    width: float
+    height: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {"Left": self.left, "Top": self.top, "Width": self.width, "Height": self.height}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BoundingBox:
+        return cls(
+            left=float(data.get("Left", 0.0)),
+            top=float(data.get("Top", 0.0)),
+            width=float(data.get("Width", 0.0)),
+            height=float(data.get("Height", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class LabelInstance:
+    box: BoundingBox
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Label:
+    name: str
+    confidence: float
+    parents: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    instances: tuple[LabelInstance, ...] = ()
+
+
+TextKind = Literal["LINE", "WORD"]
+
+
+@dataclass(frozen=True)
+class TextDetection:
+    """One LINE or WORD; words point at their line through ``parent_id``."""
+
+    id: int
+    kind: TextKind
+    text: str
+    confidence: float
+    box: BoundingBox
+    parent_id: int | None = None
+    polygon: tuple[tuple[float, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class ModerationLabel:
+    """A label of Rekognition's moderation taxonomy (level 1 has no parent)."""
+
+    name: str
+    confidence: float
+    parent_name: str | None = None
+    taxonomy_level: int = 1
+
+
+@dataclass(frozen=True)
+class FaceLandmark:
+    type: str
+    x: float
+    y: float
+
+
+@dataclass(frozen=True)
+class Face:
+    box: BoundingBox
+    confidence: float
+    landmarks: tuple[FaceLandmark, ...] = ()
+    attributes: dict[str, Any] = field(default_factory=dict)
+    embedding: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything one analyser found in one image."""
+
+    provider: str
+    model_versions: dict[str, str] = field(default_factory=dict)
+    labels: tuple[Label, ...] = ()
+    text: tuple[TextDetection, ...] = ()
+    moderation: tuple[ModerationLabel, ...] = ()
+    faces: tuple[Face, ...] = ()
+    faces_requested: bool = False
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def lines(self) -> tuple[TextDetection, ...]:
+        return tuple(t for t in self.text if t.kind == "LINE")
+
+    @property
+    def words(self) -> tuple[TextDetection, ...]:
+        return tuple(t for t in self.text if t.kind == "WORD")
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """Where storage put an original; ``bucket``/``key`` are set for S3 only."""
+
+    uri: str
+    key: str
+    bucket: str | None = None
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """A decoded, checked image and the copy analysers should look at.
+
+    ``data`` is the untouched original. ``analysis_bytes`` is JPEG or PNG,
+    EXIF-oriented, within Rekognition's limits (≤ 5 MB, 80–10,000 px a side);
+    it *is* the original when the original already fits (``analysis_is_original``),
+    which lets an S3-backed analyser read the stored object instead of bytes.
+    """
+
+    sha256: str
+    data: bytes
+    format: str  # "JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP", "HEIF"
+    mime_type: str
+    width: int
+    height: int
+    analysis_bytes: bytes
+    analysis_format: Literal["JPEG", "PNG"]
+    analysis_width: int
+    analysis_height: int
+    analysis_is_original: bool
+    stored: StoredObject | None = None
+
+    @property
+    def byte_size(self) -> int:
+        return len(self.data)
+
+    @property
+    def extension(self) -> str:
+        return {
+            "JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif",
+            "TIFF": "tif", "BMP": "bmp", "HEIF": "heic",
+        }.get(self.format, "bin")
+
+
+SourceKind = Literal["file", "slack", "s3"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an image was seen: a file on disk, a Slack message, an S3 object."""
+
+    kind: SourceKind
+    name: str
+    team_id: str | None = None
+    channel_id: str | None = None
+    channel_name: str | None = None
+    user_id: str | None = None
+    user_name: str | None = None
+    file_id: str | None = None
+    message_ts: str | None = None
+    thread_ts: str | None = None
+    permalink: str | None = None
+
+    @classmethod
+    def file(cls, path: str) -> Source:
+        return cls(kind="file", name=path)
+
+    @classmethod
+    def s3(cls, uri: str) -> Source:
+        return cls(kind="s3", name=uri)
+
+    @classmethod
+    def slack(
+        cls,
+        *,
+        team_id: str | None,
+        channel_id: str,
+        user_id: str | None,
+        file_id: str,
+        message_ts: str | None,
+        name: str = "",
+        thread_ts: str | None = None,
+        permalink: str | None = None,
+        channel_name: str | None = None,
+        user_name: str | None = None,
+    ) -> Source:
+        return cls(
+            kind="slack", name=name or file_id, team_id=team_id, channel_id=channel_id,
+            channel_name=channel_name, user_id=user_id, user_name=user_name, file_id=file_id,
+            message_ts=message_ts, thread_ts=thread_ts, permalink=permalink,
+        )
+
+    @property
+    def key(self) -> str:
+        """Identity of the sighting: the same key twice is the same sighting."""
+        if self.kind == "slack":
+            return f"slack:{self.team_id or ''}:{self.channel_id or ''}:{self.file_id or ''}:{self.message_ts or ''}"
+        return f"{self.kind}:{self.name}"
+
+    @property
+    def label(self) -> str:
+        """Short form for logs: ``slack:C0123``, ``file:cat.jpg``."""
+        if self.kind == "slack":
+            return f"slack:{self.channel_id}"
+        return f"{self.kind}:{self.name}"
+
+
+Outcome = Literal["done", "reused", "failed", "pending"]
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What happened to one image handed to the pipeline."""
+
+    image_id: int | None
+    sha256: str
+    outcome: Outcome
+    seconds: float
+    sighting_id: int | None = None
+    reason: str | None = None
+    retryable: bool = False
+    labels: int = 0
+    text_lines: int = 0
+    flagged: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in ("done", "reused")

@@ -1,0 +1,221 @@
+"""The schema: images and where they were seen, and what analysers found in them.
+
+An ``Image`` is one set of bytes (unique SHA-256); each time it is posted or
+found again is a ``Sighting``. Results hang off the image, so a repost costs no
+new analysis. ``LabelTerm`` flattens each label with its parents and aliases
+into lower-case terms, which is what makes ``label:animal`` an index lookup.
+``SearchDocument`` holds the words of labels and text for full-text search
+(an FTS5 table on SQLite, a tsvector index on PostgreSQL, both made by migrations).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from db.base import Base
+
+IMAGE_STATUSES = ("pending", "done", "failed")
+
+
+class Image(Base):
+    __tablename__ = "images"
+    __table_args__ = (Index("ix_images_status_updated_at", "status", "updated_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    byte_size: Mapped[int] = mapped_column(Integer)
+    format: Mapped[str | None] = mapped_column(String(16))
+    mime_type: Mapped[str | None] = mapped_column(String(64))
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    storage_key: Mapped[str | None] = mapped_column(String(512))
+    storage_uri: Mapped[str | None] = mapped_column(String(1024))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    failure_retryable: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    provider: Mapped[str | None] = mapped_column(String(32))
+    label_count: Mapped[int] = mapped_column(Integer, default=0)
+    text_line_count: Mapped[int] = mapped_column(Integer, default=0)
+    face_count: Mapped[int] = mapped_column(Integer, default=0)
+    max_moderation_confidence: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    analyzed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    sightings: Mapped[list[Sighting]] = relationship(back_populates="image", cascade="all, delete-orphan")
+    labels: Mapped[list[Label]] = relationship(cascade="all, delete-orphan", order_by="Label.confidence.desc()")
+    text_detections: Mapped[list[TextDetection]] = relationship(
+        cascade="all, delete-orphan", order_by="TextDetection.detection_id"
+    )
+    moderation_labels: Mapped[list[ModerationLabel]] = relationship(
+        cascade="all, delete-orphan", order_by="ModerationLabel.confidence.desc()"
+    )
+    faces: Mapped[list[Face]] = relationship(cascade="all, delete-orphan")
+    runs: Mapped[list[AnalysisRun]] = relationship(cascade="all, delete-orphan", order_by="AnalysisRun.id")
+
+
+class Sighting(Base):
+    """One appearance of an image: a file path, a Slack message, an S3 object."""
+
+    __tablename__ = "sightings"
+    __table_args__ = (
+        UniqueConstraint("image_id", "source_key"),
+        Index("ix_sightings_channel_id_seen_at", "channel_id", "seen_at"),
+        Index("ix_sightings_user_id", "user_id"),
+        Index("ix_sightings_file_id", "file_id"),
+        Index("ix_sightings_seen_at", "seen_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    source_kind: Mapped[str] = mapped_column(String(16))
+    source_key: Mapped[str] = mapped_column(String(512))
+    name: Mapped[str] = mapped_column(String(1024))
+    team_id: Mapped[str | None] = mapped_column(String(32))
+    channel_id: Mapped[str | None] = mapped_column(String(32))
+    channel_name: Mapped[str | None] = mapped_column(String(255))
+    user_id: Mapped[str | None] = mapped_column(String(32))
+    user_name: Mapped[str | None] = mapped_column(String(255))
+    file_id: Mapped[str | None] = mapped_column(String(32))
+    message_ts: Mapped[str | None] = mapped_column(String(32))
+    thread_ts: Mapped[str | None] = mapped_column(String(32))
+    permalink: Mapped[str | None] = mapped_column(String(1024))
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    image: Mapped[Image] = relationship(back_populates="sightings")
+
+
+class Label(Base):
+    __tablename__ = "labels"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    confidence: Mapped[float] = mapped_column(Float)
+    parents: Mapped[list[str]] = mapped_column(JSON, default=list)
+    aliases: Mapped[list[str]] = mapped_column(JSON, default=list)
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    instances: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+
+class LabelTerm(Base):
+    """A label, one of its parents or one of its aliases, lower-cased, with the label's confidence."""
+
+    __tablename__ = "label_terms"
+    __table_args__ = (Index("ix_label_terms_term_confidence", "term", "confidence"),)
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    term: Mapped[str] = mapped_column(String(255), primary_key=True)
+    confidence: Mapped[float] = mapped_column(Float)
+
+
+class TextDetection(Base):
+    __tablename__ = "text_detections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    detection_id: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(8))
+    text: Mapped[str] = mapped_column(Text)
+    confidence: Mapped[float] = mapped_column(Float)
+    parent_id: Mapped[int | None] = mapped_column(Integer)
+    box: Mapped[dict[str, float]] = mapped_column(JSON)
+    polygon: Mapped[list[list[float]]] = mapped_column(JSON, default=list)
+
+
+class ModerationLabel(Base):
+    __tablename__ = "moderation_labels"
+    __table_args__ = (Index("ix_moderation_labels_name_confidence", "name", "confidence"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    parent_name: Mapped[str | None] = mapped_column(String(255))
+    taxonomy_level: Mapped[int] = mapped_column(Integer, default=1)
+    confidence: Mapped[float] = mapped_column(Float)
+
+
+class Face(Base):
+    __tablename__ = "faces"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    confidence: Mapped[float] = mapped_column(Float)
+    box: Mapped[dict[str, float]] = mapped_column(JSON)
+    landmarks: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    embedding: Mapped[list[float] | None] = mapped_column(JSON)
+
+
+class AnalysisRun(Base):
+    """One attempt at analysing an image: who, which models, how long, what came back."""
+
+    __tablename__ = "analysis_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    model_versions: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    outcome: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    seconds: Mapped[float] = mapped_column(Float)
+    raw: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class SearchDocument(Base):
+    """The words of an image's labels (with parents and aliases) and of its text, for full-text search."""
+
+    __tablename__ = "search_documents"
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    labels: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str] = mapped_column(Text, default="")
+
+
+class ModerationDecision(Base):
+    """A moderator's verdict on a flagged image (the latest one counts)."""
+
+    __tablename__ = "moderation_decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    decision: Mapped[str] = mapped_column(String(16))  # confirmed | dismissed
+    user_id: Mapped[str] = mapped_column(String(32))
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SlackMessage(Base):
+    """A Slack message whose images imgbot handles: the claim that makes its reply happen once."""
+
+    __tablename__ = "slack_messages"
+    __table_args__ = (UniqueConstraint("channel_id", "message_ts"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[str | None] = mapped_column(String(32))
+    channel_id: Mapped[str] = mapped_column(String(32))
+    message_ts: Mapped[str] = mapped_column(String(32))
+    thread_ts: Mapped[str | None] = mapped_column(String(32))
+    user_id: Mapped[str | None] = mapped_column(String(32))
+    file_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(16), default="received")  # received | replied
+    reply_ts: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    replied_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
