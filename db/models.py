@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -27,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from db.base import Base
+from db.base import Base, UTCDateTime
 
 IMAGE_STATUSES = ("pending", "done", "failed")
 
@@ -49,14 +48,17 @@ class Image(Base):
     failure_reason: Mapped[str | None] = mapped_column(Text)
     failure_retryable: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The image row is also the job: a worker owns it while the lease holds (crash-safe claims).
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     provider: Mapped[str | None] = mapped_column(String(32))
     label_count: Mapped[int] = mapped_column(Integer, default=0)
     text_line_count: Mapped[int] = mapped_column(Integer, default=0)
     face_count: Mapped[int] = mapped_column(Integer, default=0)
     max_moderation_confidence: Mapped[float] = mapped_column(Float, default=0.0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    analyzed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    analyzed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     sightings: Mapped[list[Sighting]] = relationship(back_populates="image", cascade="all, delete-orphan")
     labels: Mapped[list[Label]] = relationship(cascade="all, delete-orphan", order_by="Label.confidence.desc()")
@@ -96,8 +98,8 @@ class Sighting(Base):
     message_ts: Mapped[str | None] = mapped_column(String(32))
     thread_ts: Mapped[str | None] = mapped_column(String(32))
     permalink: Mapped[str | None] = mapped_column(String(1024))
-    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     image: Mapped[Image] = relationship(back_populates="sightings")
 
@@ -175,7 +177,7 @@ class AnalysisRun(Base):
     model_versions: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     outcome: Mapped[str] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text)
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     seconds: Mapped[float] = mapped_column(Float)
     raw: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
@@ -199,7 +201,7 @@ class ModerationDecision(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
     decision: Mapped[str] = mapped_column(String(16))  # confirmed | dismissed
     user_id: Mapped[str] = mapped_column(String(32))
-    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class SlackMessage(Base):
@@ -217,5 +219,5 @@ class SlackMessage(Base):
     file_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     status: Mapped[str] = mapped_column(String(16), default="received")  # received | replied
     reply_ts: Mapped[str | None] = mapped_column(String(32))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    replied_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

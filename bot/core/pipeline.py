@@ -1,0 +1,302 @@
+"""hash → dedupe → check → record (pending) → store → analyse → persist, one image at a time or many.
+
+The pending row is committed before anything slow, so a crash leaves work that
+``finish_pending`` completes. The same bytes again are a new sighting of the
+same image and cost no analyser call. Every finished image logs one line on
+``imgbot.pipeline`` with its id, outcome and seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bot.config import Settings
+from bot.core.intake import prepare_image, sha256_of
+from bot.core.ports import Analyzer, Storage
+from bot.core.types import Analysis, IngestResult, PreparedImage, Source
+from bot.errors import ImgbotError, NotFound, StorageError
+from db import queries
+from db.session import Database
+
+log = logging.getLogger("imgbot.pipeline")
+
+Item = tuple[Path | bytes, Source]
+
+
+class Pipeline:
+    def __init__(
+        self, *, database: Database, storage: Storage, analyzer_factory: Callable[[], Analyzer], settings: Settings
+    ) -> None:
+        self.database = database
+        self.storage = storage
+        self._analyzer_factory = analyzer_factory
+        self.settings = settings
+        self._owner = queries.lease_owner()
+        self._sha_locks: dict[str, threading.Lock] = {}
+        self._sha_locks_guard = threading.Lock()
+
+    # -- one image ---------------------------------------------------------------------------
+
+    def ingest(self, data: bytes, source: Source) -> IngestResult:
+        """Analyse ``data`` seen at ``source``, or reuse the stored result for the same bytes."""
+        started = time.perf_counter()
+        sha256 = sha256_of(data)
+        with self._lock_for(sha256):
+            result = self._ingest_locked(data, sha256, source, started)
+        self._log(result, source)
+        return result
+
+    def _ingest_locked(self, data: bytes, sha256: str, source: Source, started: float) -> IngestResult:
+        now = _now()
+        with self.database.transaction() as session:
+            state = queries.image_state(session, sha256)
+            if state is not None and state.status == "done":
+                sighting_id = queries.record_sighting(session, state.image_id, source, now)
+                needs_restore = state.storage_key is None
+        if state is not None and state.status == "done":
+            if needs_restore:  # its stored copy was deleted with its last sighting; keep one again
+                self._store_quietly(state.image_id, sha256, data)
+            return self._summary(state.image_id, sha256, "reused", started, sighting_id=sighting_id)
+
+        try:
+            prepared = prepare_image(data, max_bytes=self.settings.max_bytes, max_pixels=self.settings.max_pixels,
+                                     sha256=sha256)
+        except ImgbotError as err:
+            with self.database.transaction() as session:
+                image_id = queries.record_image(session, sha256=sha256, byte_size=len(data), now=now)
+                sighting_id = queries.record_sighting(session, image_id, source, now)
+                queries.mark_failed(session, image_id, err.user_message, retryable=False, now=now)
+            return IngestResult(image_id, sha256, "failed", time.perf_counter() - started, sighting_id=sighting_id,
+                                reason=err.user_message, retryable=False)
+
+        with self.database.transaction() as session:
+            image_id = queries.record_image(session, sha256=sha256, byte_size=len(data), now=now, prepared=prepared)
+            sighting_id = queries.record_sighting(session, image_id, source, now)
+            claimed = queries.claim_image(session, image_id, self._owner, now)
+        if not claimed:
+            # Another worker owns it (or just finished it): this sighting is recorded, its result will follow.
+            with self.database.transaction() as session:
+                state = queries.image_state(session, sha256)
+            outcome = "reused" if state is not None and state.status == "done" else "pending"
+            return self._summary(image_id, sha256, outcome, started, sighting_id=sighting_id)
+        return self._store_and_analyse(image_id, prepared, started, sighting_id)
+
+    def _store_and_analyse(
+        self, image_id: int, prepared: PreparedImage, started: float, sighting_id: int | None
+    ) -> IngestResult:
+        key = storage_key(prepared.sha256, prepared.extension)
+        try:
+            stored = self.storage.put(key, prepared.data, prepared.mime_type)
+        except StorageError as err:
+            log.warning("image=%s storage failed: %s", image_id, err.detail)
+            return self._fail(image_id, prepared.sha256, err, started, sighting_id)
+        with self.database.transaction() as session:
+            queries.record_stored(session, image_id, stored.key, stored.uri, _now())
+        prepared = _with_stored(prepared, stored)
+
+        analyzer_name = "unknown"
+        run_started = _now()
+        analysis_started = time.perf_counter()
+        try:
+            analyzer = self._analyzer_factory()
+            analyzer_name = analyzer.name
+            analysis = analyzer.analyze(prepared)
+        except ImgbotError as err:
+            log.warning("image=%s analysis failed: %s", image_id, err.detail)
+            return self._fail(image_id, prepared.sha256, err, started, sighting_id, provider=analyzer_name,
+                              seconds=time.perf_counter() - analysis_started)
+        except Exception as err:  # an analyser bug must fail one image, not the batch
+            log.exception("image=%s analyser crashed", image_id)
+            wrapped = ImgbotError("The analysis failed unexpectedly; it will be retried.", detail=repr(err))
+            wrapped.retryable = True
+            return self._fail(image_id, prepared.sha256, wrapped, started, sighting_id, provider=analyzer_name,
+                              seconds=time.perf_counter() - analysis_started)
+        seconds = time.perf_counter() - analysis_started
+        with self.database.transaction() as session:
+            queries.save_analysis(session, image_id, analysis, started_at=run_started, seconds=seconds, now=_now(),
+                                  store_min_confidence=self.settings.store_min_confidence)
+        return self._done(image_id, prepared.sha256, analysis, started, sighting_id)
+
+    def _fail(
+        self, image_id: int, sha256: str, err: ImgbotError, started: float, sighting_id: int | None,
+        provider: str | None = None, seconds: float = 0.0,
+    ) -> IngestResult:
+        with self.database.transaction() as session:
+            queries.mark_failed(session, image_id, err.user_message, retryable=err.retryable, now=_now(),
+                                provider=provider, seconds=seconds)
+        return IngestResult(image_id, sha256, "failed", time.perf_counter() - started, sighting_id=sighting_id,
+                            reason=err.user_message, retryable=err.retryable)
+
+    def _done(
+        self, image_id: int, sha256: str, analysis: Analysis, started: float, sighting_id: int | None
+    ) -> IngestResult:
+        floor = self.settings.store_min_confidence
+        threshold = self.settings.moderation_min_confidence
+        return IngestResult(
+            image_id, sha256, "done", time.perf_counter() - started, sighting_id=sighting_id,
+            labels=sum(1 for label in analysis.labels if label.confidence >= floor),
+            text_lines=len(analysis.lines),
+            flagged=any(m.confidence >= threshold for m in analysis.moderation),
+        )
+
+    def _summary(
+        self, image_id: int, sha256: str, outcome: str, started: float, sighting_id: int | None
+    ) -> IngestResult:
+        with self.database.transaction() as session:
+            record = queries.load_image_records(session, [image_id])[0]
+        return IngestResult(
+            image_id, sha256, outcome, time.perf_counter() - started, sighting_id=sighting_id,  # type: ignore[arg-type]
+            reason=record.failure_reason, labels=len(record.labels), text_lines=len(record.lines),
+            flagged=record.is_flagged(self.settings.moderation_min_confidence),
+        )
+
+    def _store_quietly(self, image_id: int, sha256: str, data: bytes) -> None:
+        try:
+            prepared_ext = _extension_for(data)
+            stored = self.storage.put(storage_key(sha256, prepared_ext), data, "application/octet-stream")
+        except ImgbotError as err:
+            log.warning("image=%s could not store the original again: %s", image_id, err.detail)
+            return
+        with self.database.transaction() as session:
+            queries.record_stored(session, image_id, stored.key, stored.uri, _now())
+
+    # -- many images -------------------------------------------------------------------------
+
+    def ingest_many(
+        self, items: Iterable[Item], on_result: Callable[[IngestResult], None] | None = None
+    ) -> list[IngestResult]:
+        """Ingest on a bounded pool (``IMGBOT_CONCURRENCY``); files are read lazily, one bad file fails alone."""
+        results: list[IngestResult] = []
+        with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="imgbot-ingest") as pool:
+            for result in _bounded_map(pool, self._ingest_item, items, self.settings.concurrency * 2):
+                results.append(result)
+                if on_result is not None:
+                    on_result(result)
+        return results
+
+    def _ingest_item(self, item: Item) -> IngestResult:
+        payload, source = item
+        if isinstance(payload, Path):
+            try:
+                data = payload.read_bytes()
+            except OSError as err:
+                result = IngestResult(None, "", "failed", 0.0, reason=f"The file could not be read ({err.strerror}).")
+                self._log(result, source)
+                return result
+        else:
+            data = payload
+        return self.ingest(data, source)
+
+    def finish_pending(self, on_result: Callable[[IngestResult], None] | None = None) -> list[IngestResult]:
+        """Complete images a crash left pending and retry failures that may pass now."""
+        with self.database.transaction() as session:
+            pending = queries.unfinished_images(session, _now())
+        results: list[IngestResult] = []
+        with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="imgbot-resume") as pool:
+            for result in pool.map(self._resume, pending):
+                results.append(result)
+                if on_result is not None:
+                    on_result(result)
+        return results
+
+    def _resume(self, item: queries.PendingImage) -> IngestResult:
+        started = time.perf_counter()
+        data = self._recover_original(item)
+        source = Source.file(item.file_paths[0]) if item.file_paths else Source(kind="file", name="(resumed)")
+        if data is None:
+            err = ImgbotError("The original was lost before it was stored; please share the image again.")
+            result = self._fail(item.image_id, item.sha256, err, started, None)
+            self._log(result, source)
+            return result
+        with self._lock_for(item.sha256):
+            with self.database.transaction() as session:
+                claimed = queries.claim_image(session, item.image_id, self._owner, _now())
+            if not claimed:
+                return self._summary(item.image_id, item.sha256, "pending", started, None)
+            try:
+                prepared = prepare_image(data, max_bytes=self.settings.max_bytes,
+                                         max_pixels=self.settings.max_pixels, sha256=item.sha256)
+            except ImgbotError as err:
+                result = self._fail(item.image_id, item.sha256, err, started, None)
+            else:
+                result = self._store_and_analyse(item.image_id, prepared, started, None)
+        self._log(result, source)
+        return result
+
+    def _recover_original(self, item: queries.PendingImage) -> bytes | None:
+        if item.storage_key:
+            try:
+                return self.storage.get(item.storage_key)
+            except (NotFound, StorageError) as err:
+                log.warning("image=%s stored original unavailable: %s", item.image_id, err.detail)
+        for path in item.file_paths:
+            try:
+                data = Path(path).read_bytes()
+            except OSError:
+                continue
+            if sha256_of(data) == item.sha256:
+                return data
+        return None
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _lock_for(self, sha256: str) -> threading.Lock:
+        with self._sha_locks_guard:
+            return self._sha_locks.setdefault(sha256, threading.Lock())
+
+    def _log(self, result: IngestResult, source: Source) -> None:
+        log.info(
+            "image=%s sha256=%s source=%s outcome=%s labels=%d text_lines=%d flagged=%s secs=%.2f%s",
+            result.image_id, result.sha256[:12], source.label, result.outcome, result.labels, result.text_lines,
+            "yes" if result.flagged else "no", result.seconds,
+            f' reason="{result.reason}"' if result.reason and result.outcome == "failed" else "",
+        )
+
+
+def storage_key(sha256: str, extension: str) -> str:
+    """Content-addressed, fanned out by the first two hex digits: the same bytes are stored once."""
+    return f"{sha256[:2]}/{sha256}.{extension}"
+
+
+def _extension_for(data: bytes) -> str:
+    try:
+        from PIL import Image
+        import io
+
+        with Image.open(io.BytesIO(data)) as image:
+            fmt = image.format or ""
+    except Exception:
+        return "bin"
+    return {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "TIFF": "tif", "BMP": "bmp",
+            "HEIF": "heic", "AVIF": "avif"}.get(fmt, "bin")
+
+
+def _with_stored(prepared: PreparedImage, stored: object) -> PreparedImage:
+    from dataclasses import replace
+
+    return replace(prepared, stored=stored)  # type: ignore[arg-type]
+
+
+def _bounded_map(
+    pool: ThreadPoolExecutor, fn: Callable[[Item], IngestResult], items: Iterable[Item], window: int
+) -> Iterator[IngestResult]:
+    """Like ``pool.map`` but keeps at most ``window`` items in flight and yields in completion order."""
+    in_flight: set[Future[IngestResult]] = set()
+    for item in items:
+        in_flight.add(pool.submit(fn, item))
+        if len(in_flight) >= window:
+            done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+            yield from (future.result() for future in done)
+    while in_flight:
+        done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+        yield from (future.result() for future in done)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)

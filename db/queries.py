@@ -1,0 +1,455 @@
+"""Every statement the core needs to write and read images, in one place.
+
+The image row doubles as the analysis job: ``claim_image`` takes a lease on it
+with one conditional UPDATE, so two threads or two processes never analyse the
+same image at once, and a crashed owner's lease can be taken over. All SQL is
+built with SQLAlchemy expressions: values are always bound parameters.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, selectinload
+
+from bot.core.records import ImageRecord, ModerationDecisionRecord, SightingRecord
+from bot.core.types import (
+    Analysis,
+    BoundingBox,
+    Face,
+    FaceLandmark,
+    Label,
+    LabelInstance,
+    ModerationLabel,
+    PreparedImage,
+    Source,
+    TextDetection,
+)
+from db import models
+
+LEASE = timedelta(minutes=10)
+
+
+def lease_owner() -> str:
+    """Who holds a lease: host and process, so a dead process's leases can be recognised."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_is_dead(owner: str | None) -> bool:
+    """True when ``owner`` is a process on this host that no longer runs."""
+    if not owner or ":" not in owner:
+        return False
+    host, _, pid_text = owner.rpartition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _insert(session: Session, table: object):  # type: ignore[no-untyped-def]
+    """INSERT … ON CONFLICT DO NOTHING for the session's dialect."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)  # type: ignore[arg-type]
+    return sqlite.insert(table)  # type: ignore[arg-type]
+
+
+# -- writing -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageState:
+    image_id: int
+    status: str
+    sighting_id: int | None
+    storage_key: str | None
+
+
+def image_state(session: Session, sha256: str) -> ImageState | None:
+    row = session.execute(
+        select(models.Image.id, models.Image.status, models.Image.storage_key).where(models.Image.sha256 == sha256)
+    ).first()
+    return ImageState(row.id, row.status, None, row.storage_key) if row else None
+
+
+def record_image(
+    session: Session, *, sha256: str, byte_size: int, now: datetime, prepared: PreparedImage | None = None
+) -> int:
+    """Create the image row (pending) if this hash is new; fill in metadata. Returns its id."""
+    values = {
+        "sha256": sha256, "byte_size": byte_size, "status": "pending", "failure_retryable": False,
+        "attempts": 0, "label_count": 0, "text_line_count": 0, "face_count": 0,
+        "max_moderation_confidence": 0.0, "created_at": now, "updated_at": now,
+    }
+    session.execute(_insert(session, models.Image).values(**values).on_conflict_do_nothing(index_elements=["sha256"]))
+    image_id = session.execute(select(models.Image.id).where(models.Image.sha256 == sha256)).scalar_one()
+    if prepared is not None:
+        session.execute(
+            update(models.Image)
+            .where(models.Image.id == image_id)
+            .values(format=prepared.format, mime_type=prepared.mime_type, width=prepared.width,
+                    height=prepared.height, updated_at=now)
+        )
+    return int(image_id)
+
+
+def record_sighting(session: Session, image_id: int, source: Source, now: datetime) -> int:
+    """Add where the image was seen (once per source); a re-delivery revives a deleted sighting."""
+    values = {
+        "image_id": image_id, "source_kind": source.kind, "source_key": source.key, "name": source.name[:1024],
+        "team_id": source.team_id, "channel_id": source.channel_id, "channel_name": source.channel_name,
+        "user_id": source.user_id, "user_name": source.user_name, "file_id": source.file_id,
+        "message_ts": source.message_ts, "thread_ts": source.thread_ts, "permalink": source.permalink,
+        "seen_at": _seen_at(source, now),
+    }
+    session.execute(
+        _insert(session, models.Sighting).values(**values).on_conflict_do_nothing(
+            index_elements=["image_id", "source_key"]
+        )
+    )
+    sighting = session.execute(
+        select(models.Sighting).where(models.Sighting.image_id == image_id, models.Sighting.source_key == source.key)
+    ).scalar_one()
+    if source.permalink and not sighting.permalink:
+        sighting.permalink = source.permalink
+    return int(sighting.id)
+
+
+def _seen_at(source: Source, now: datetime) -> datetime:
+    """A Slack message's own time when known (its ts is epoch seconds), else now."""
+    if source.message_ts:
+        try:
+            from datetime import timezone
+
+            return datetime.fromtimestamp(float(source.message_ts), tz=timezone.utc)
+        except (ValueError, OverflowError):
+            pass
+    return now
+
+
+def claim_image(session: Session, image_id: int, owner: str, now: datetime, lease: timedelta = LEASE) -> bool:
+    """Take the job lease on a not-done image; False if another live worker holds it."""
+    current = session.execute(
+        select(models.Image.status, models.Image.lease_owner, models.Image.lease_expires_at).where(
+            models.Image.id == image_id
+        )
+    ).one()
+    if current.status == "done":
+        return False
+    free = or_(
+        models.Image.lease_expires_at.is_(None),
+        models.Image.lease_expires_at < now,
+        models.Image.lease_owner == owner,
+    )
+    if _owner_is_dead(current.lease_owner):
+        free = or_(free, models.Image.lease_owner == current.lease_owner)
+    result = session.execute(
+        update(models.Image)
+        .where(models.Image.id == image_id, models.Image.status != "done", free)
+        .values(lease_owner=owner, lease_expires_at=now + lease, attempts=models.Image.attempts + 1, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def record_stored(session: Session, image_id: int, key: str, uri: str, now: datetime) -> None:
+    session.execute(
+        update(models.Image).where(models.Image.id == image_id).values(storage_key=key, storage_uri=uri, updated_at=now)
+    )
+
+
+def mark_failed(
+    session: Session, image_id: int, reason: str, *, retryable: bool, now: datetime,
+    provider: str | None = None, seconds: float = 0.0,
+) -> None:
+    session.execute(
+        update(models.Image)
+        .where(models.Image.id == image_id)
+        .values(status="failed", failure_reason=reason, failure_retryable=retryable, lease_owner=None,
+                lease_expires_at=None, updated_at=now)
+    )
+    if provider:
+        session.add(models.AnalysisRun(image_id=image_id, provider=provider, model_versions={}, outcome="failed",
+                                       error=reason, started_at=now, seconds=seconds, raw={}))
+
+
+def save_analysis(
+    session: Session, image_id: int, analysis: Analysis, *, started_at: datetime, seconds: float,
+    now: datetime, store_min_confidence: float,
+) -> None:
+    """Replace the image's results with ``analysis`` and mark it done (idempotent on retry)."""
+    for table in (models.Label, models.LabelTerm, models.TextDetection, models.ModerationLabel, models.Face,
+                  models.SearchDocument):
+        session.execute(delete(table).where(table.image_id == image_id))  # type: ignore[attr-defined]
+
+    labels = [label for label in analysis.labels if label.confidence >= store_min_confidence]
+    moderation = [m for m in analysis.moderation if m.confidence >= store_min_confidence]
+    faces = list(analysis.faces) if analysis.faces_requested else []
+
+    session.add_all(
+        models.Label(
+            image_id=image_id, name=label.name, confidence=label.confidence, parents=list(label.parents),
+            aliases=list(label.aliases), categories=list(label.categories),
+            instances=[{"box": inst.box.to_dict(), "confidence": inst.confidence} for inst in label.instances],
+        )
+        for label in labels
+    )
+    terms: dict[str, float] = {}
+    for label in labels:
+        for term in (label.name, *label.parents, *label.aliases):
+            key = term.strip().lower()[:255]
+            if key:
+                terms[key] = max(terms.get(key, 0.0), label.confidence)
+    session.add_all(models.LabelTerm(image_id=image_id, term=term, confidence=conf) for term, conf in terms.items())
+    session.add_all(
+        models.TextDetection(
+            image_id=image_id, detection_id=t.id, kind=t.kind, text=t.text, confidence=t.confidence,
+            parent_id=t.parent_id, box=t.box.to_dict(), polygon=[list(point) for point in t.polygon],
+        )
+        for t in analysis.text
+    )
+    session.add_all(
+        models.ModerationLabel(image_id=image_id, name=m.name, parent_name=m.parent_name,
+                               taxonomy_level=m.taxonomy_level, confidence=m.confidence)
+        for m in moderation
+    )
+    session.add_all(
+        models.Face(
+            image_id=image_id, confidence=f.confidence, box=f.box.to_dict(),
+            landmarks=[{"type": lm.type, "x": lm.x, "y": lm.y} for lm in f.landmarks],
+            attributes=f.attributes, embedding=list(f.embedding) if f.embedding is not None else None,
+        )
+        for f in faces
+    )
+    lines = [t.text for t in analysis.text if t.kind == "LINE"]
+    session.add(models.SearchDocument(image_id=image_id, labels=" ".join(sorted(terms)), text="\n".join(lines)))
+    session.add(models.AnalysisRun(
+        image_id=image_id, provider=analysis.provider, model_versions=dict(analysis.model_versions),
+        outcome="done", error=None, started_at=started_at, seconds=seconds, raw=analysis.raw,
+    ))
+    session.execute(
+        update(models.Image)
+        .where(models.Image.id == image_id)
+        .values(
+            status="done", failure_reason=None, failure_retryable=False, lease_owner=None, lease_expires_at=None,
+            provider=analysis.provider, label_count=len(labels), text_line_count=len(lines), face_count=len(faces),
+            max_moderation_confidence=max((m.confidence for m in moderation), default=0.0),
+            analyzed_at=now, updated_at=now,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class PendingImage:
+    image_id: int
+    sha256: str
+    storage_key: str | None
+    file_paths: tuple[str, ...]
+
+
+def unfinished_images(session: Session, now: datetime, limit: int = 1000) -> list[PendingImage]:
+    """Images a crash left pending (lease gone) or that failed for a reason that may pass."""
+    rows = session.execute(
+        select(models.Image.id, models.Image.sha256, models.Image.storage_key, models.Image.lease_owner,
+               models.Image.lease_expires_at)
+        .where(or_(models.Image.status == "pending",
+                   (models.Image.status == "failed") & models.Image.failure_retryable.is_(True)))
+        .order_by(models.Image.id)
+        .limit(limit)
+    ).all()
+    ready = [
+        row for row in rows
+        if row.lease_expires_at is None or row.lease_expires_at < now or _owner_is_dead(row.lease_owner)
+        or row.lease_owner == lease_owner()
+    ]
+    paths: dict[int, list[str]] = {}
+    if ready:
+        for image_id, name in session.execute(
+            select(models.Sighting.image_id, models.Sighting.name).where(
+                models.Sighting.image_id.in_([row.id for row in ready]), models.Sighting.source_kind == "file"
+            )
+        ):
+            paths.setdefault(image_id, []).append(name)
+    return [PendingImage(row.id, row.sha256, row.storage_key, tuple(paths.get(row.id, ()))) for row in ready]
+
+
+def delete_sightings(
+    session: Session, *, now: datetime, file_id: str | None = None, channel_id: str | None = None,
+    message_ts: str | None = None,
+) -> list[tuple[int, str | None]]:
+    """Mark matching sightings deleted; return (image id, storage key) of images no live sighting uses any more."""
+    conditions = [models.Sighting.deleted_at.is_(None)]
+    if file_id is not None:
+        conditions.append(models.Sighting.file_id == file_id)
+    if channel_id is not None:
+        conditions.append(models.Sighting.channel_id == channel_id)
+    if message_ts is not None:
+        conditions.append(models.Sighting.message_ts == message_ts)
+    if len(conditions) == 1:
+        raise ValueError("delete_sightings needs file_id or channel_id and message_ts")
+    image_ids = sorted(set(session.execute(select(models.Sighting.image_id).where(*conditions)).scalars()))
+    if not image_ids:
+        return []
+    session.execute(update(models.Sighting).where(*conditions).values(deleted_at=now))
+    live = set(session.execute(
+        select(models.Sighting.image_id).where(
+            models.Sighting.image_id.in_(image_ids), models.Sighting.deleted_at.is_(None)
+        )
+    ).scalars())
+    orphaned = []
+    for image_id in image_ids:
+        if image_id in live:
+            continue
+        key = session.execute(select(models.Image.storage_key).where(models.Image.id == image_id)).scalar_one()
+        session.execute(update(models.Image).where(models.Image.id == image_id).values(storage_key=None, updated_at=now))
+        orphaned.append((image_id, key))
+    # Another image row may share the key only if it has the same bytes, which the unique hash forbids.
+    return orphaned
+
+
+def record_moderation_decision(session: Session, image_id: int, decision: str, user_id: str, now: datetime) -> None:
+    if decision not in ("confirmed", "dismissed"):
+        raise ValueError(f"unknown moderation decision {decision!r}")
+    session.add(models.ModerationDecision(image_id=image_id, decision=decision, user_id=user_id, decided_at=now))
+
+
+# -- reading -----------------------------------------------------------------------------
+
+
+def find_image(session: Session, id_or_sha: str) -> ImageRecord | None:
+    """By numeric id, full SHA-256, or a unique SHA-256 prefix of at least 8 hex digits."""
+    text = id_or_sha.strip().lower()
+    image_id: int | None = None
+    if text.isdigit() and len(text) < 16:
+        image_id = int(text)
+    elif len(text) >= 8 and all(c in "0123456789abcdef" for c in text):
+        matches = session.execute(
+            select(models.Image.id).where(models.Image.sha256.startswith(text, autoescape=True)).limit(2)
+        ).scalars().all()
+        image_id = matches[0] if len(matches) == 1 else None
+    if image_id is None:
+        return None
+    records = load_image_records(session, [image_id])
+    return records[0] if records else None
+
+
+def load_image_records(session: Session, image_ids: Sequence[int]) -> list[ImageRecord]:
+    """Full records for ``image_ids``, in the same order (missing ids are skipped)."""
+    if not image_ids:
+        return []
+    images = session.execute(
+        select(models.Image)
+        .where(models.Image.id.in_(list(image_ids)))
+        .options(
+            selectinload(models.Image.sightings), selectinload(models.Image.labels),
+            selectinload(models.Image.text_detections), selectinload(models.Image.moderation_labels),
+            selectinload(models.Image.faces),
+        )
+    ).scalars().all()
+    by_id = {image.id: image for image in images}
+    versions = _latest_model_versions(session, list(by_id))
+    decisions = _latest_decisions(session, list(by_id))
+    return [
+        _to_record(by_id[image_id], versions.get(image_id, {}), decisions.get(image_id))
+        for image_id in image_ids if image_id in by_id
+    ]
+
+
+def _latest_model_versions(session: Session, image_ids: list[int]) -> dict[int, dict[str, str]]:
+    if not image_ids:
+        return {}
+    latest = (
+        select(func.max(models.AnalysisRun.id))
+        .where(models.AnalysisRun.image_id.in_(image_ids), models.AnalysisRun.outcome == "done")
+        .group_by(models.AnalysisRun.image_id)
+    )
+    rows = session.execute(
+        select(models.AnalysisRun.image_id, models.AnalysisRun.model_versions).where(models.AnalysisRun.id.in_(latest))
+    )
+    return {row.image_id: dict(row.model_versions or {}) for row in rows}
+
+
+def _latest_decisions(session: Session, image_ids: list[int]) -> dict[int, ModerationDecisionRecord]:
+    if not image_ids:
+        return {}
+    latest = (
+        select(func.max(models.ModerationDecision.id))
+        .where(models.ModerationDecision.image_id.in_(image_ids))
+        .group_by(models.ModerationDecision.image_id)
+    )
+    rows = session.execute(select(models.ModerationDecision).where(models.ModerationDecision.id.in_(latest))).scalars()
+    return {row.image_id: ModerationDecisionRecord(row.decision, row.user_id, row.decided_at) for row in rows}
+
+
+def _to_record(
+    image: models.Image, versions: dict[str, str], decision: ModerationDecisionRecord | None
+) -> ImageRecord:
+    return ImageRecord(
+        id=image.id, sha256=image.sha256, status=image.status, byte_size=image.byte_size, format=image.format,
+        width=image.width, height=image.height, storage_key=image.storage_key, storage_uri=image.storage_uri,
+        created_at=image.created_at, analyzed_at=image.analyzed_at, failure_reason=image.failure_reason,
+        provider=image.provider, model_versions=versions,
+        labels=tuple(
+            Label(
+                name=row.name, confidence=row.confidence, parents=tuple(row.parents or ()),
+                aliases=tuple(row.aliases or ()), categories=tuple(row.categories or ()),
+                instances=tuple(
+                    LabelInstance(BoundingBox.from_dict(inst["box"]), float(inst["confidence"]))
+                    for inst in (row.instances or ())
+                ),
+            )
+            for row in sorted(image.labels, key=lambda r: -r.confidence)
+        ),
+        text=tuple(
+            TextDetection(
+                id=row.detection_id, kind=row.kind, text=row.text, confidence=row.confidence,  # type: ignore[arg-type]
+                box=BoundingBox.from_dict(row.box), parent_id=row.parent_id,
+                polygon=tuple((float(p[0]), float(p[1])) for p in (row.polygon or ())),
+            )
+            for row in sorted(image.text_detections, key=lambda r: r.detection_id)
+        ),
+        moderation=tuple(
+            ModerationLabel(name=row.name, confidence=row.confidence, parent_name=row.parent_name,
+                            taxonomy_level=row.taxonomy_level)
+            for row in sorted(image.moderation_labels, key=lambda r: -r.confidence)
+        ),
+        faces=tuple(
+            Face(
+                box=BoundingBox.from_dict(row.box), confidence=row.confidence,
+                landmarks=tuple(FaceLandmark(lm["type"], lm["x"], lm["y"]) for lm in (row.landmarks or ())),
+                attributes=dict(row.attributes or {}),
+                embedding=tuple(row.embedding) if row.embedding is not None else None,
+            )
+            for row in image.faces
+        ),
+        sightings=tuple(_to_sighting(s) for s in sorted(image.sightings, key=lambda s: s.seen_at)),
+        moderation_decision=decision,
+    )
+
+
+def _to_sighting(row: models.Sighting) -> SightingRecord:
+    return SightingRecord(
+        id=row.id, source_kind=row.source_kind, name=row.name, seen_at=row.seen_at, team_id=row.team_id,
+        channel_id=row.channel_id, channel_name=row.channel_name, user_id=row.user_id, user_name=row.user_name,
+        file_id=row.file_id, message_ts=row.message_ts, thread_ts=row.thread_ts, permalink=row.permalink,
+        deleted=row.deleted_at is not None,
+    )
+
+
+def image_ids_with_status(session: Session, statuses: Iterable[str]) -> list[int]:
+    return list(session.execute(
+        select(models.Image.id).where(models.Image.status.in_(list(statuses))).order_by(models.Image.id)
+    ).scalars())

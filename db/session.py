@@ -1,0 +1,90 @@
+"""Engine, sessions and schema checks for one ``DATABASE_URL``.
+
+SQLite gets WAL, foreign keys and a busy timeout so several analysis threads
+can write; PostgreSQL is used as configured. ``ensure_schema`` migrates an
+empty database on first use and refuses to run on an out-of-date one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.errors import ConfigError, SchemaOutOfDate
+
+log = logging.getLogger("imgbot.db")
+
+
+def normalise_url(url: str) -> URL:
+    """Accept the URLs people paste (``postgres://``, ``postgresql://``) and pick the psycopg 3 driver."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # sqlalchemy raises ArgumentError with a technical message
+        raise ConfigError(f"DATABASE_URL is not a valid database URL: {url!r}") from exc
+    if parsed.drivername in {"postgres", "postgresql"}:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = normalise_url(url)
+        self.engine: Engine = _create_engine(self.url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session whose work is committed on success and rolled back on error."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def ensure_schema(self, *, auto_upgrade: bool = True) -> None:
+        """Migrate an empty database; refuse one whose schema is not at head."""
+        from db.migrate import current_revision, head_revision, upgrade
+
+        head = head_revision()
+        current = current_revision(self.engine)
+        if current == head:
+            return
+        if current is None and auto_upgrade and not _has_tables(self.engine):
+            log.info("empty database, applying migrations to %s", head)
+            upgrade(self.engine)
+            return
+        raise SchemaOutOfDate(current, head)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _has_tables(engine: Engine) -> bool:
+    return bool(inspect(engine).get_table_names())
+
+
+def _create_engine(url: URL) -> Engine:
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
