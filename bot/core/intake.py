@@ -75,7 +75,7 @@ def prepare_image(data: bytes, *, max_bytes: int, max_pixels: int, sha256: str |
     except UnidentifiedImageError:
         raise UnsupportedImage(_not_an_image_reason(data)) from None
     except Exception as exc:  # Pillow raises many types for malformed headers
-        raise UnsupportedImage(f"The file could not be read as an image ({exc}).") from exc
+        raise UnsupportedImage(f"The image is damaged or incomplete ({_short(exc)}).") from exc
 
     pillow_format = image.format or "unknown"
     if pillow_format not in ACCEPTED_FORMATS:

@@ -1,0 +1,164 @@
+"""Builds everything from settings: the one place that knows which adapter is which.
+
+``build_core(settings)`` returns a ``Core``: the facade the CLI, the Slack app and
+the worker call. It knows nothing of Slack or AWS itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bot.config import Settings
+from bot.core.pipeline import Pipeline
+from bot.core.ports import Analyzer, Storage
+from bot.core.records import ImageRecord, ReportData, SearchPage
+from bot.core.types import IngestResult, Source
+from bot.errors import NotFound
+from db import queries
+from db.session import Database
+
+
+@dataclass
+class Core:
+    settings: Settings
+    database: Database
+    storage: Storage
+    analyzer_factory: Callable[[], Analyzer]
+    _analyzer: Analyzer | None = field(default=None, init=False, repr=False)
+    _analyzer_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _pipeline: Pipeline | None = field(default=None, init=False, repr=False)
+
+    @property
+    def analyzer(self) -> Analyzer:
+        """Built on first use, so `search` and `report` never load models or AWS clients."""
+        with self._analyzer_lock:
+            if self._analyzer is None:
+                self._analyzer = self.analyzer_factory()
+            return self._analyzer
+
+    @property
+    def pipeline(self) -> Pipeline:
+        if self._pipeline is None:
+            self._pipeline = Pipeline(
+                database=self.database, storage=self.storage, analyzer_factory=lambda: self.analyzer,
+                settings=self.settings,
+            )
+        return self._pipeline
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def ingest(self, data: bytes, source: Source) -> IngestResult:
+        """Hash, dedupe, store, analyse and persist one image (blocking)."""
+        return self.pipeline.ingest(data, source)
+
+    def ingest_many(
+        self,
+        items: Iterable[tuple[Path | bytes, Source]],
+        on_result: Callable[[IngestResult], None] | None = None,
+    ) -> list[IngestResult]:
+        """Ingest many images on a bounded pool; ``on_result`` is called as each finishes."""
+        return self.pipeline.ingest_many(items, on_result=on_result)
+
+    def finish_pending(self, on_result: Callable[[IngestResult], None] | None = None) -> list[IngestResult]:
+        """Finish images a crash left pending, and retry failures that may succeed now."""
+        return self.pipeline.finish_pending(on_result=on_result)
+
+    def delete_slack_file(self, file_id: str) -> list[int]:
+        """A file was deleted in Slack: hide its sightings; drop the stored copy if unused. Returns image ids."""
+        with self.database.transaction() as session:
+            orphaned = queries.delete_sightings(session, file_id=file_id, now=_now())
+        return self._drop_orphans(orphaned)
+
+    def delete_slack_message(self, channel_id: str, message_ts: str) -> list[int]:
+        """A message was deleted in Slack: hide the sightings of its files."""
+        with self.database.transaction() as session:
+            orphaned = queries.delete_sightings(session, channel_id=channel_id, message_ts=message_ts, now=_now())
+        return self._drop_orphans(orphaned)
+
+    def _drop_orphans(self, orphaned: list[tuple[int, str | None]]) -> list[int]:
+        for _image_id, key in orphaned:
+            if key:
+                self.storage.delete(key)
+        return [image_id for image_id, _ in orphaned]
+
+    def record_moderation_decision(self, image_id: int, decision: str, user_id: str) -> None:
+        """Record a moderator's Confirm/Dismiss (``confirmed`` or ``dismissed``)."""
+        with self.database.transaction() as session:
+            queries.record_moderation_decision(session, image_id, decision, user_id, _now())
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def search(
+        self, query: str, *, channels: Collection[str] | None = None, page: int = 1, per_page: int = 10
+    ) -> SearchPage:
+        """Run the query language; ``channels`` (when given) limits results to Slack sightings in them.
+
+        Raises ``QuerySyntaxError`` for a malformed query.
+        """
+        from bot.core.search import parse_query
+        from db.search import search_images
+
+        parsed = parse_query(query)
+        with self.database.transaction() as session:
+            return search_images(
+                session, parsed, query_text=query, channels=channels, page=page, per_page=per_page,
+                label_min_confidence=self.settings.label_min_confidence,
+                moderation_min_confidence=self.settings.moderation_min_confidence,
+            )
+
+    def report(self, query: str = "", *, channels: Collection[str] | None = None, title: str | None = None) -> ReportData:
+        """Summaries over every image (done or failed) the query matches."""
+        from bot.core.search import parse_query
+        from db.search import report_data
+
+        parsed = parse_query(query)
+        with self.database.transaction() as session:
+            return report_data(
+                session, parsed, query_text=query, channels=channels, title=title or "imgbot report",
+                label_min_confidence=self.settings.label_min_confidence,
+                moderation_min_confidence=self.settings.moderation_min_confidence,
+                now=_now(),
+            )
+
+    def render_report(self, data: ReportData, fmt: str = "md") -> str:
+        from bot.core.report import render_report
+
+        return render_report(data, fmt)
+
+    def show(self, id_or_sha: str | int) -> ImageRecord:
+        """One image by numeric id or (a prefix of at least 8 characters of) its SHA-256."""
+        with self.database.transaction() as session:
+            record = queries.find_image(session, str(id_or_sha))
+        if record is None:
+            raise NotFound(f"No image with id or SHA-256 {id_or_sha!r}.")
+        return record
+
+    def original(self, image_id: int) -> bytes:
+        record = self.show(image_id)
+        if not record.storage_key:
+            raise NotFound(f"Image {image_id} has no stored original.")
+        return self.storage.get(record.storage_key)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def build_core(settings: Settings, *, storage: Storage | None = None,
+               analyzer_factory: Callable[[], Analyzer] | None = None) -> Core:
+    """Open the database (migrating an empty one), pick storage and analyser from settings."""
+    from bot.analyzers import build_analyzer
+    from bot.storage import build_storage
+
+    database = Database(settings.database_url)
+    database.ensure_schema()
+    return Core(
+        settings=settings,
+        database=database,
+        storage=storage if storage is not None else build_storage(settings),
+        analyzer_factory=analyzer_factory or (lambda: build_analyzer(settings)),
+    )
