@@ -151,9 +151,11 @@ def _now() -> datetime:
 def build_core(settings: Settings, *, storage: Storage | None = None,
                analyzer_factory: Callable[[], Analyzer] | None = None) -> Core:
     """Open the database (migrating an empty one), pick storage and analyser from settings."""
-    from bot.analyzers import build_analyzer
+    from bot.analyzers import available_analyzers, build_analyzer
     from bot.storage import build_storage
 
+    if analyzer_factory is None and settings.analyzer not in available_analyzers():
+        build_analyzer(settings)  # raises ConfigError naming the known analysers
     database = Database(settings.database_url)
     database.ensure_schema()
     return Core(

@@ -8,13 +8,17 @@ same image and cost no analyser call. Every finished image logs one line on
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from datetime import datetime, timezone
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
+
+from PIL import Image
 
 from bot.config import Settings
 from bot.core.intake import prepare_image, sha256_of
@@ -48,7 +52,7 @@ class Pipeline:
         started = time.perf_counter()
         sha256 = sha256_of(data)
         with self._lock_for(sha256):
-            result = self._ingest_locked(data, sha256, source, started)
+            result = replace(self._ingest_locked(data, sha256, source, started), source_name=source.name)
         self._log(result, source)
         return result
 
@@ -186,7 +190,8 @@ class Pipeline:
             try:
                 data = payload.read_bytes()
             except OSError as err:
-                result = IngestResult(None, "", "failed", 0.0, reason=f"The file could not be read ({err.strerror}).")
+                result = IngestResult(None, "", "failed", 0.0, reason=f"The file could not be read ({err.strerror}).",
+                                      source_name=source.name)
                 self._log(result, source)
                 return result
         else:
@@ -211,7 +216,7 @@ class Pipeline:
         source = Source.file(item.file_paths[0]) if item.file_paths else Source(kind="file", name="(resumed)")
         if data is None:
             err = ImgbotError("The original was lost before it was stored; please share the image again.")
-            result = self._fail(item.image_id, item.sha256, err, started, None)
+            result = replace(self._fail(item.image_id, item.sha256, err, started, None), source_name=source.name)
             self._log(result, source)
             return result
         with self._lock_for(item.sha256):
@@ -226,6 +231,7 @@ class Pipeline:
                 result = self._fail(item.image_id, item.sha256, err, started, None)
             else:
                 result = self._store_and_analyse(item.image_id, prepared, started, None)
+        result = replace(result, source_name=source.name)
         self._log(result, source)
         return result
 
@@ -266,9 +272,6 @@ def storage_key(sha256: str, extension: str) -> str:
 
 def _extension_for(data: bytes) -> str:
     try:
-        from PIL import Image
-        import io
-
         with Image.open(io.BytesIO(data)) as image:
             fmt = image.format or ""
     except Exception:
@@ -278,8 +281,6 @@ def _extension_for(data: bytes) -> str:
 
 
 def _with_stored(prepared: PreparedImage, stored: object) -> PreparedImage:
-    from dataclasses import replace
-
     return replace(prepared, stored=stored)  # type: ignore[arg-type]
 
 
@@ -299,4 +300,4 @@ def _bounded_map(
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

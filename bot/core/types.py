@@ -237,6 +237,7 @@ class IngestResult:
     labels: int = 0
     text_lines: int = 0
     flagged: bool = False
+    source_name: str = ""
 
     @property
     def ok(self) -> bool:

@@ -1,0 +1,402 @@
+"""The ``imgbot`` command line: the same core as the Slack bot, for batch work.
+
+Every expected failure is an ``ImgbotError``; it is printed as one line on
+stderr and mapped to the documented exit status, never a traceback.
+Exit statuses: 0 success, 1 an image failed / not found, 2 usage or query error.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from bot import __version__
+from bot.config import SETTINGS, Settings, load_dotenv_file
+from bot.core.types import IngestResult, Source
+from bot.errors import ConfigError, ImgbotError, NotFound, QuerySyntaxError, SchemaOutOfDate
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jfif", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".heic", ".heif",
+                    ".avif"}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _settings_help() -> str:
+    width = max(len(spec.env) for spec in SETTINGS)
+    lines = [f"  {spec.env.ljust(width)}  {spec.help} (default: {spec.default or 'unset'})" for spec in SETTINGS]
+    return "Environment variables (a .env file in the working directory is read too):\n\n" + "\n".join(lines)
+
+
+def handle_errors(func: F) -> F:
+    """Turn imgbot's errors into one readable line on stderr and the documented exit status."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except QuerySyntaxError as err:
+            click.echo(f"Error: {err.user_message}", err=True)
+            sys.exit(2)
+        except ConfigError as err:
+            click.echo(f"Error: {err.user_message}", err=True)
+            sys.exit(2)
+        except NotFound as err:
+            click.echo(f"Error: {err.user_message}", err=True)
+            sys.exit(1)
+        except SchemaOutOfDate as err:
+            click.echo(f"Error: {err.user_message}", err=True)
+            sys.exit(1)
+        except ImgbotError as err:
+            click.echo(f"Error: {err.user_message}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _setup_logging(settings: Settings, *, quiet_console: bool = False) -> None:
+    level = getattr(logging, settings.log_level)
+    handler: logging.Handler
+    if quiet_console:
+        from rich.logging import RichHandler
+
+        handler = RichHandler(show_path=False, show_time=False, markup=False)
+        level = max(level, logging.WARNING)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "alembic"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def _load_settings() -> Settings:
+    load_dotenv_file(os.path.join(os.getcwd(), ".env"))
+    return Settings.from_env()
+
+
+def _core(settings: Settings) -> Any:
+    from bot.wiring import build_core
+
+    return build_core(settings)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
+             epilog=_settings_help())
+@click.version_option(__version__, prog_name="imgbot")
+def cli() -> None:
+    """imgbot: turn a team's images into searchable, reportable data (labels, text, moderation)."""
+
+
+# -- analyze ----------------------------------------------------------------------------------
+
+
+def iter_image_files(paths: tuple[Path, ...]) -> Iterator[Path]:
+    """Named files as given; folders walked recursively for image extensions, hidden entries skipped."""
+    for path in paths:
+        if path.is_dir():
+            for found in sorted(path.rglob("*")):
+                if found.is_file() and found.suffix.lower() in IMAGE_EXTENSIONS and not any(
+                    part.startswith(".") for part in found.relative_to(path).parts
+                ):
+                    yield found
+        else:
+            yield path
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--concurrency", type=click.IntRange(min=1), help="Images analysed at once (IMGBOT_CONCURRENCY).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+@handle_errors
+def analyze(paths: tuple[Path, ...], concurrency: int | None, progress: bool | None) -> None:
+    """Analyse image files and folders (recursively), storing originals and results.
+
+    Continues past bad files; images left unfinished by an earlier run are finished first.
+    Exit status: 0 all analysed, 1 any image failed, 2 usage error.
+    """
+    settings = _load_settings()
+    if concurrency:
+        settings = settings.replace(concurrency=concurrency)
+    show_bar = sys.stderr.isatty() if progress is None else progress
+    _setup_logging(settings, quiet_console=show_bar)
+    core = _core(settings)
+    core.analyzer  # noqa: B018  (build it now: a configuration problem is one message, not one per image)
+    files = list(iter_image_files(paths))
+    started = time.perf_counter()
+    counts = {"done": 0, "reused": 0, "failed": 0, "pending": 0, "resumed": 0}
+    failures: list[tuple[str, str]] = []
+
+    def tally(result: IngestResult, name: str) -> None:
+        counts[result.outcome] += 1
+        if result.outcome == "failed":
+            failures.append((name, result.reason or "unknown reason"))
+
+    resumed = core.finish_pending()
+    for result in resumed:
+        counts["resumed"] += 1
+        tally(result, _name_of(result))
+
+    items = [(path, Source.file(str(path.resolve()))) for path in files]
+    if show_bar:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("[bold]analysing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      TextColumn("{task.fields[last]}"), transient=False) as bar:
+            task = bar.add_task("analyse", total=len(items), last="")
+
+            def on_result(result: IngestResult) -> None:
+                tally(result, _name_of(result))
+                bar.update(task, advance=1, last=f"{result.outcome} {_name_of(result)}")
+
+            core.ingest_many(items, on_result=on_result)
+    else:
+        def on_plain(result: IngestResult) -> None:
+            name = _name_of(result)
+            tally(result, name)
+            detail = f" reason: {result.reason}" if result.outcome == "failed" else (
+                f" labels={result.labels} text_lines={result.text_lines} flagged={'yes' if result.flagged else 'no'}"
+            )
+            click.echo(f"{result.outcome:7} id={result.image_id} {name}{detail}")
+
+        core.ingest_many(items, on_result=on_plain)
+
+    seconds = time.perf_counter() - started
+    analysed = counts["done"]
+    total = len(items) + counts["resumed"]
+    rate = total / seconds if seconds > 0 else 0.0
+    click.echo(
+        f"analysed {analysed}, reused {counts['reused']}, failed {counts['failed']}"
+        + (f", resumed {counts['resumed']}" if counts["resumed"] else "")
+        + (f", in progress elsewhere {counts['pending']}" if counts["pending"] else "")
+        + f" — {total} images in {seconds:.1f} s ({rate:.1f} images/s)"
+    )
+    for name, reason in failures:
+        click.echo(f"failed: {name}: {reason}", err=True)
+    core.database.dispose()
+    sys.exit(1 if counts["failed"] else 0)
+
+
+def _name_of(result: IngestResult) -> str:
+    return Path(result.source_name).name if result.source_name else f"image {result.image_id}"
+
+
+# -- search, report, show ---------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("query", nargs=-1)
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="Results per page.")
+@click.option("--page", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of matching images.")
+@handle_errors
+def search(query: tuple[str, ...], limit: int, page: int, as_json: bool) -> None:
+    """Find analysed images. Words are joined, so quotes are needed only for phrases.
+
+    \b
+    Examples:
+      imgbot search cat
+      imgbot search label:animal conf>90 -label:dog
+      imgbot search 'text:"50% off"' after:2026-01-01
+      imgbot search unsafe in:#marketing
+    """
+    settings = _load_settings()
+    _setup_logging(settings)
+    core = _core(settings)
+    text = " ".join(query)
+    result = core.search(text, page=page, per_page=limit)
+    if as_json:
+        click.echo(json.dumps([
+            hit.image.to_json(label_min_confidence=settings.label_min_confidence,
+                              moderation_min_confidence=settings.moderation_min_confidence)
+            | {"score": round(hit.score, 3), "snippet": hit.snippet}
+            for hit in result.hits
+        ], indent=2, ensure_ascii=False))
+    elif not result.hits:
+        click.echo("No images match." if result.total == 0 else "No more results.")
+    else:
+        for hit in result.hits:
+            image = hit.image
+            labels = ", ".join(f"{label.name} {label.confidence:.0f}%"
+                               for label in image.top_labels(settings.label_min_confidence))
+            where = hit.sighting.source if hit.sighting else "-"
+            when = hit.sighting.seen_at.strftime("%Y-%m-%d") if hit.sighting else "-"
+            snippet = f'  “{hit.snippet}”' if hit.snippet else ""
+            flag = "  ⚠ flagged" if image.is_flagged(settings.moderation_min_confidence) else ""
+            click.echo(f"#{image.id}  {when}  {where}  {labels or '(no labels)'}{snippet}{flag}")
+        shown = (result.page - 1) * result.per_page + len(result.hits)
+        more = f"; next: --page {result.page + 1}" if result.has_more else ""
+        click.echo(f"{shown} of {result.total} matching images{more}", err=True)
+    core.database.dispose()
+
+
+@cli.command()
+@click.argument("query", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(["md", "csv", "json"]), default="md", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="Write to FILE instead of stdout.")
+@click.option("--title", default="imgbot report", show_default=True)
+@handle_errors
+def report(query: tuple[str, ...], fmt: str, output: Path | None, title: str) -> None:
+    """A report over every image the QUERY matches (all images when none): top labels,
+    images with text, flagged images, failures, and each image's labels and text."""
+    settings = _load_settings()
+    _setup_logging(settings)
+    core = _core(settings)
+    data = core.report(" ".join(query), title=title)
+    rendered = core.render_report(data, fmt)
+    if output:
+        output.write_text(rendered, encoding="utf-8")
+        click.echo(f"wrote {output} ({len(data.images)} images)", err=True)
+    else:
+        click.echo(rendered, nl=not rendered.endswith("\n"))
+    core.database.dispose()
+
+
+@cli.command()
+@click.argument("id_or_sha256")
+@click.option("--json", "as_json", is_flag=True, help="Print the full stored result as JSON.")
+@handle_errors
+def show(id_or_sha256: str, as_json: bool) -> None:
+    """Everything stored about one image, by id or SHA-256 (or its first 8+ characters). Exit 1 if not found."""
+    settings = _load_settings()
+    _setup_logging(settings)
+    core = _core(settings)
+    record = core.show(id_or_sha256)
+    data = record.to_json(moderation_min_confidence=settings.moderation_min_confidence)
+    data["raw_available"] = True
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        click.echo(f"image {record.id}  {record.sha256}")
+        click.echo(f"  status: {record.status}" + (f" — {record.failure_reason}" if record.failure_reason else ""))
+        click.echo(f"  {record.format} {record.width}×{record.height}, {record.byte_size:,} bytes; "
+                   f"stored at {record.storage_uri or '-'}")
+        if record.provider:
+            versions = ", ".join(f"{k} {v}" for k, v in record.model_versions.items())
+            click.echo(f"  analysed by {record.provider}" + (f" ({versions})" if versions else ""))
+        for sighting in record.sightings:
+            gone = " (deleted)" if sighting.deleted else ""
+            link = f" {sighting.permalink}" if sighting.permalink else ""
+            click.echo(f"  seen {sighting.seen_at:%Y-%m-%d %H:%M} at {sighting.source} {sighting.name}{link}{gone}")
+        if record.labels:
+            click.echo("  labels:")
+            for label in record.labels:
+                parents = f"  ← {', '.join(label.parents)}" if label.parents else ""
+                boxes = f"  [{len(label.instances)} boxes]" if label.instances else ""
+                click.echo(f"    {label.name} {label.confidence:.1f}%{parents}{boxes}")
+        if record.lines:
+            click.echo("  text:")
+            for line in record.lines:
+                click.echo(f"    “{line.text}” ({line.confidence:.0f}%)")
+        if record.moderation:
+            click.echo("  moderation:")
+            for item in record.moderation:
+                parent = f" (under {item.parent_name})" if item.parent_name else ""
+                click.echo(f"    {item.name}{parent} {item.confidence:.1f}%")
+        if record.moderation_decision:
+            d = record.moderation_decision
+            click.echo(f"  moderator: {d.decision} by {d.user_id} at {d.decided_at:%Y-%m-%d %H:%M}")
+        if record.faces:
+            click.echo(f"  faces: {len(record.faces)}")
+    core.database.dispose()
+
+
+# -- database, serving ------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+@handle_errors
+def db_upgrade() -> None:
+    """Apply every pending migration (safe to run on every deploy)."""
+    from db.migrate import current_revision, head_revision, upgrade
+    from db.session import Database
+
+    settings = _load_settings()
+    _setup_logging(settings)
+    database = Database(settings.database_url)
+    before = current_revision(database.engine)
+    upgrade(database.engine)
+    after = current_revision(database.engine)
+    database.dispose()
+    click.echo(f"database at {after} (head {head_revision()})" + ("" if before == after else f", was {before}"))
+
+
+@db.command("current")
+@handle_errors
+def db_current() -> None:
+    """Print the schema revision of the database and of this version of imgbot."""
+    from db.migrate import current_revision, head_revision
+    from db.session import Database
+
+    settings = _load_settings()
+    database = Database(settings.database_url)
+    click.echo(f"database at {current_revision(database.engine)} (head {head_revision()})")
+    database.dispose()
+
+
+@cli.command()
+@handle_errors
+def serve() -> None:
+    """Run the Slack bot: Socket Mode with SLACK_APP_TOKEN, else HTTP on $PORT (POST /slack/events)."""
+    settings = _load_settings()
+    _setup_logging(settings)
+    if not settings.slack_bot_token:
+        raise ConfigError("SLACK_BOT_TOKEN is not set: `imgbot serve` needs the Slack app's bot token (xoxb-…).")
+    if not settings.slack_app_token and not settings.slack_signing_secret:
+        raise ConfigError("SLACK_SIGNING_SECRET is not set: HTTP mode needs it to verify requests from Slack "
+                          "(or set SLACK_APP_TOKEN for Socket Mode).")
+    from bot.slack.app import serve as serve_slack
+
+    serve_slack(settings, _core(settings))
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Finish what is waiting, then exit.")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+              help="Seconds between looks for new work.")
+@handle_errors
+def worker(once: bool, interval: float) -> None:
+    """Analyse queued images: pending and retryable ones from the database."""
+    settings = _load_settings()
+    _setup_logging(settings)
+    core = _core(settings)
+    log = logging.getLogger("imgbot.worker")
+    log.info("worker started (concurrency=%d)", settings.concurrency)
+    try:
+        while True:
+            results = core.finish_pending()
+            if once:
+                failed = sum(1 for r in results if r.outcome == "failed")
+                click.echo(f"finished {len(results)} images, {failed} failed")
+                break
+            if not results:
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        log.info("worker stopped")
+    finally:
+        core.database.dispose()
+
+
+def main() -> None:
+    cli(prog_name="imgbot")
+
+
+if __name__ == "__main__":
+    main()
