@@ -75,7 +75,7 @@ VOCABULARY: tuple[Entry, ...] = (
     Entry("reptile.n.01", "Reptile", ANIMALS),
     Entry("snake.n.01", "Snake", ANIMALS, absorb=True),
     Entry("lizard.n.01", "Lizard", ANIMALS, absorb=True),
-    Entry("turtle.n.01", "Turtle", ANIMALS, absorb=True),
+    Entry("turtle.n.02", "Turtle", ANIMALS, absorb=True),
     Entry("crocodilian_reptile.n.01", "Crocodile", ANIMALS, absorb=True),
     Entry("amphibian.n.03", "Amphibian", ANIMALS, absorb=True),
     Entry("frog.n.01", "Frog", ANIMALS, absorb=True),
