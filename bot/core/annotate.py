@@ -1,0 +1,101 @@
+"""Draw what the analysis found onto a copy of the original: label boxes and text-line boxes.
+
+Pure Pillow, no Slack or storage knowledge. Boxes are ratios of the *oriented* image
+(Rekognition's convention), so the original is EXIF-oriented before drawing.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from bot.core.records import ImageRecord
+from bot.core.types import BoundingBox
+
+LABEL_COLOUR = (255, 196, 0)
+TEXT_COLOUR = (0, 200, 255)
+MAX_SIDE = 2048
+
+
+@dataclass(frozen=True)
+class Annotated:
+    data: bytes
+    format: str  # "JPEG" or "PNG"
+    width: int
+    height: int
+
+    @property
+    def extension(self) -> str:
+        return "png" if self.format == "PNG" else "jpg"
+
+    @property
+    def mime_type(self) -> str:
+        return "image/png" if self.format == "PNG" else "image/jpeg"
+
+
+def has_boxes(record: ImageRecord, min_confidence: float = 0.0) -> bool:
+    """True when there is anything to draw."""
+    return any(label.instances for label in record.labels if label.confidence >= min_confidence) or bool(record.lines)
+
+
+def annotate(original: bytes, record: ImageRecord, *, min_confidence: float = 0.0,
+             max_side: int = MAX_SIDE) -> Annotated:
+    """Return a JPEG (PNG for PNG/GIF originals) with label instance boxes and text LINE boxes drawn."""
+    with Image.open(io.BytesIO(original)) as opened:
+        opened.seek(0)
+        image = ImageOps.exif_transpose(opened)
+        source_format = (opened.format or "").upper()
+        image = image.convert("RGB")
+    if max(image.size) > max_side:
+        image.thumbnail((max_side, max_side))
+    width, height = image.size
+    draw = ImageDraw.Draw(image)
+    stroke = max(2, round(max(width, height) / 400))
+    font = _font(max(12, round(max(width, height) / 60)))
+
+    for label in record.labels:
+        if label.confidence < min_confidence:
+            continue
+        for instance in label.instances:
+            _box(draw, instance.box, width, height, LABEL_COLOUR, stroke,
+                 f"{label.name} {instance.confidence:.0f}%", font)
+    for line in record.lines:
+        _box(draw, line.box, width, height, TEXT_COLOUR, stroke, None, font)
+
+    out = io.BytesIO()
+    fmt = "PNG" if source_format in {"PNG", "GIF"} else "JPEG"
+    if fmt == "PNG":
+        image.save(out, format="PNG", optimize=True)
+    else:
+        image.save(out, format="JPEG", quality=85)
+    return Annotated(out.getvalue(), fmt, width, height)
+
+
+def _pixels(box: BoundingBox, width: int, height: int) -> tuple[int, int, int, int]:
+    left = max(0.0, min(1.0, box.left)) * width
+    top = max(0.0, min(1.0, box.top)) * height
+    right = max(0.0, min(1.0, box.left + box.width)) * width
+    bottom = max(0.0, min(1.0, box.top + box.height)) * height
+    return round(left), round(top), round(max(right, left + 1)), round(max(bottom, top + 1))
+
+
+def _box(draw: ImageDraw.ImageDraw, box: BoundingBox, width: int, height: int, colour: Sequence[int],
+         stroke: int, caption: str | None, font: ImageFont.ImageFont | ImageFont.FreeTypeFont) -> None:
+    left, top, right, bottom = _pixels(box, width, height)
+    draw.rectangle((left, top, right, bottom), outline=tuple(colour), width=stroke)
+    if caption:
+        text_box = draw.textbbox((0, 0), caption, font=font)
+        text_w, text_h = text_box[2] - text_box[0], text_box[3] - text_box[1]
+        y = top - text_h - 2 * stroke if top - text_h - 2 * stroke >= 0 else top
+        draw.rectangle((left, y, left + text_w + 2 * stroke, y + text_h + 2 * stroke), fill=tuple(colour))
+        draw.text((left + stroke, y + stroke - text_box[1]), caption, fill=(0, 0, 0), font=font)
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()

@@ -1,0 +1,267 @@
+"""The Slack app: one Bolt ``App``, reached over HTTP or Socket Mode, that only translates.
+
+``build_app(settings, core)`` returns the Bolt app (request verification on, work after
+the ack, slack_sdk's retry handlers for rate limits and connection errors, ``SLACK_API_URL``
+honoured). ``serve(settings, core)`` runs it: Socket Mode when ``SLACK_APP_TOKEN`` is set,
+otherwise a threaded HTTP server on ``$PORT`` with ``POST /slack/events`` and
+``GET /healthz``. As in bolt's adapters, the HTTP adapter only converts: it turns the
+request into a ``BoltRequest``, calls ``app.dispatch`` and writes the ``BoltResponse`` back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from slack_bolt import App, BoltResponse
+from slack_bolt.request import BoltRequest
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+
+from bot.config import Settings
+from bot.errors import ConfigError
+from bot.slack import listeners
+from bot.slack.jobs import JobOptions, SlackJobs
+from bot.slack.memberships import MembershipCache
+from bot.slack.middleware import DropDuplicateDeliveries, IgnoreBotMessages
+from bot.wiring import Core
+
+log = logging.getLogger("imgbot.slack")
+
+EVENTS_PATH = "/slack/events"
+HEALTH_PATH = "/healthz"
+MAX_BODY_BYTES = 1024 * 1024  # Slack's payloads are a few kB; anything this big is not from Slack
+
+
+def web_api_base_url(api_url: str | None) -> str | None:
+    """``SLACK_API_URL`` as slack_sdk wants it (ending with ``/``), or None for the default."""
+    if not api_url:
+        return None
+    return api_url if api_url.endswith("/") else api_url + "/"
+
+
+def build_client(settings: Settings) -> WebClient:
+    """The Web API client: rate limits wait out ``Retry-After``, connection and 5xx errors are retried."""
+    kwargs: dict[str, Any] = {}
+    base_url = web_api_base_url(settings.slack_api_url)
+    if base_url:
+        kwargs["base_url"] = base_url
+    return WebClient(
+        token=settings.slack_bot_token,
+        timeout=30,
+        logger=logging.getLogger("imgbot.slack.web"),
+        retry_handlers=[
+            RateLimitErrorRetryHandler(max_retry_count=5),
+            ConnectionErrorRetryHandler(max_retry_count=3),
+            ServerErrorRetryHandler(max_retry_count=2),
+        ],
+        **kwargs,
+    )
+
+
+@dataclass
+class SlackBot:
+    """The Bolt app and what it hands work to; ``start`` before serving, ``stop`` after."""
+
+    app: App
+    jobs: SlackJobs
+    memberships: MembershipCache
+    _started: bool = field(default=False, init=False)
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        try:
+            self.jobs.set_bot_user_id(self.app.client.auth_test().get("user_id"))
+        except (SlackApiError, SlackClientError, OSError) as err:
+            log.warning("auth.test failed at start-up: %s", err)
+        self.jobs.start()
+
+    def stop(self) -> None:
+        self.jobs.shutdown(wait=True)
+
+
+def build_bot(settings: Settings, core: Core, *, job_options: JobOptions | None = None,
+              membership_ttl: float = 60.0, token_verification: bool = True) -> SlackBot:
+    if not settings.slack_bot_token:
+        raise ConfigError("SLACK_BOT_TOKEN is not set: the Slack app needs its bot token (xoxb-…).")
+    client = build_client(settings)
+    app = App(
+        name="imgbot",
+        client=client,
+        signing_secret=settings.slack_signing_secret or "",
+        process_before_response=False,
+        request_verification_enabled=True,
+        token_verification_enabled=token_verification,
+        logger=logging.getLogger("imgbot.slack.bolt"),
+        listener_executor=ThreadPoolExecutor(max_workers=max(8, settings.concurrency),
+                                             thread_name_prefix="imgbot-listener"),
+    )
+    jobs = SlackJobs(core=core, client=client, settings=settings, options=job_options or JobOptions())
+    memberships = MembershipCache(ttl_seconds=membership_ttl)
+    app.use(IgnoreBotMessages())
+    app.use(DropDuplicateDeliveries())
+    listeners.register(app, core, jobs, memberships)
+    return SlackBot(app=app, jobs=jobs, memberships=memberships)
+
+
+def build_app(settings: Settings, core: Core) -> App:
+    """The Bolt app alone (its background jobs are started by ``serve``)."""
+    return build_bot(settings, core).app
+
+
+# -- HTTP ---------------------------------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Converts HTTP to ``BoltRequest`` and back; no logic of its own."""
+
+    app: App
+    protocol_version = "HTTP/1.1"
+    timeout = 60  # idle keep-alive connections are closed after this
+    server_version = "imgbot"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http %s - %s", self.address_string(), format % args)
+
+    def _write(self, status: int, body: bytes, headers: dict[str, Any] | None = None) -> None:
+        self.send_response(status)
+        content_type_sent = False
+        for name, values in (headers or {}).items():
+            if name.lower() == "content-length":
+                continue
+            for value in values if isinstance(values, (list, tuple)) else [values]:
+                self.send_header(name, str(value))
+                content_type_sent = content_type_sent or name.lower() == "content-type"
+        if not content_type_sent:
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if urlsplit(self.path).path == HEALTH_PATH:
+            self._write(200, b'{"ok":true}', {"Content-Type": "application/json"})
+        else:
+            self._write(404, b"not found")
+
+    do_HEAD = do_GET
+
+    def do_POST(self) -> None:
+        parts = urlsplit(self.path)
+        if parts.path != EVENTS_PATH:
+            self._write(404, b"not found")
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_BODY_BYTES:
+            self.close_connection = True
+            self._write(413 if length > 0 else 400, b"bad request")
+            return
+        body = self.rfile.read(length).decode("utf-8", errors="replace") if length else ""
+        headers: dict[str, list[str]] = {}
+        for name in self.headers.keys():
+            headers[name.lower()] = self.headers.get_all(name) or []
+        request = BoltRequest(body=body, query=parts.query, headers=headers)  # type: ignore[arg-type]
+        response: BoltResponse = self.app.dispatch(request)
+        self._write(response.status, (response.body or "").encode("utf-8"), response.headers)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 1024  # a burst of events must not overflow the listen backlog
+
+
+class SlackHTTPServer:
+    """A threaded HTTP server for the Bolt app; ``port=0`` picks a free port (see ``.port``)."""
+
+    def __init__(self, app: App, host: str = "0.0.0.0", port: int = 3000) -> None:
+        handler = type("SlackEventsHandler", (_Handler,), {"app": app})
+        self._server = _Server((host, port), handler)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def host(self) -> str:
+        return str(self._server.server_address[0])
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever(poll_interval=0.5)
+
+    def start(self) -> SlackHTTPServer:
+        self._thread = threading.Thread(target=self.serve_forever, name="imgbot-http", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+# -- serve ---------------------------------------------------------------------------------------
+
+
+def serve(settings: Settings, core: Core, *, host: str = "0.0.0.0",
+          ready: Callable[[str], None] | None = None, stop: threading.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop`` is set): Socket Mode with an app token, else HTTP on ``port``."""
+    if settings.slack_app_token and not settings.slack_app_token.startswith("xapp-"):
+        raise ConfigError("SLACK_APP_TOKEN must be an app-level token starting with xapp- (Socket Mode).")
+    if not settings.slack_app_token and not settings.slack_signing_secret:
+        raise ConfigError("SLACK_SIGNING_SECRET is not set: HTTP mode needs it to verify requests from Slack.")
+    stop = stop or threading.Event()
+    _install_signal_handlers(stop)
+    bot = build_bot(settings, core)
+    bot.start()
+    try:
+        if settings.slack_app_token:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            handler = SocketModeHandler(bot.app, settings.slack_app_token)
+            handler.connect()
+            log.info("imgbot connected to Slack over Socket Mode")
+            if ready:
+                ready("socket-mode")
+            stop.wait()
+            handler.close()
+        else:
+            server = SlackHTTPServer(bot.app, host, settings.port).start()
+            log.info("imgbot listening on http://%s:%d (POST %s, GET %s)", server.host, server.port, EVENTS_PATH,
+                     HEALTH_PATH)
+            if ready:
+                ready(json.dumps({"host": server.host, "port": server.port}))
+            stop.wait()
+            server.stop()
+    finally:
+        bot.stop()
+        log.info("imgbot stopped")
+
+
+def _install_signal_handlers(stop: threading.Event) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())

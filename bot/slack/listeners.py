@@ -1,0 +1,214 @@
+"""Events, commands and button clicks → core calls. Nothing else lives here.
+
+Every listener acknowledges first (events are acknowledged by Bolt before the listener
+runs; commands and actions call ``ack()`` at once) and hands slow work to a lazy listener
+or to ``SlackJobs``; the HTTP request never waits for S3, Rekognition or the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.core.search import QUERY_HELP
+from bot.errors import ImgbotError
+from bot.slack import blocks, messages
+from bot.slack.jobs import SlackJobs
+from bot.slack.memberships import MembershipCache
+from bot.wiring import Core
+
+log = logging.getLogger("imgbot.slack.listeners")
+
+SEARCH_COMMAND = "/imgsearch"
+REPORT_COMMAND = "/imgreport"
+PER_PAGE = 10
+_FORMAT_WORDS = {"csv": "csv", "md": "md", "markdown": "md", "json": "json"}
+_CANNOT_POST_HERE = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action"}
+
+
+def register(app: App, core: Core, jobs: SlackJobs, memberships: MembershipCache) -> None:
+    settings = core.settings
+
+    # -- events -----------------------------------------------------------------------------
+
+    @app.event({"type": "message", "subtype": "file_share"})
+    def on_file_share(event: dict[str, Any], body: dict[str, Any]) -> None:
+        jobs.accept_message(event, body.get("team_id"))
+
+    @app.event({"type": "message", "subtype": "message_deleted"})
+    def on_message_deleted(event: dict[str, Any]) -> None:
+        deleted_ts = event.get("deleted_ts") or (event.get("previous_message") or {}).get("ts")
+        if event.get("channel") and deleted_ts:
+            jobs.delete_message(str(event["channel"]), str(deleted_ts))
+
+    @app.event("message")
+    def on_other_message() -> None:
+        """Every other message in the channels imgbot is in: acknowledged, nothing to do."""
+
+    @app.event("file_shared")
+    def on_file_shared(event: dict[str, Any], body: dict[str, Any]) -> None:
+        jobs.accept_file_shared(event, body.get("team_id"))
+
+    @app.event("file_deleted")
+    def on_file_deleted(event: dict[str, Any]) -> None:
+        file_id = event.get("file_id") or (event.get("file") or {}).get("id")
+        if file_id:
+            jobs.delete_file(str(file_id))
+
+    # -- /imgsearch -------------------------------------------------------------------------
+
+    def ack_search(ack: Ack, command: dict[str, Any]) -> None:
+        if _is_help(command.get("text", "")):
+            text, help_blocks = search_help_message()
+            ack(response_type="ephemeral", text=text, blocks=help_blocks)
+        else:
+            ack()
+
+    def run_search(command: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        if _is_help(command.get("text", "")):
+            return
+        text, result_blocks = _search(core, memberships, client, command["user_id"], command.get("team_id"),
+                                      command.get("text", "").strip(), page=1)
+        respond(response_type="ephemeral", text=text, blocks=result_blocks)
+
+    app.command(SEARCH_COMMAND)(ack=ack_search, lazy=[run_search])
+
+    def ack_more(ack: Ack) -> None:
+        ack()
+
+    def run_more(body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        query, page = blocks.parse_more_button_value(action.get("value") or "{}")
+        user = body.get("user") or {}
+        text, result_blocks = _search(core, memberships, client, user["id"], user.get("team_id"), query, page=page)
+        respond(response_type="ephemeral", replace_original=True, text=text, blocks=result_blocks)
+
+    app.action(blocks.ACTION_MORE)(ack=ack_more, lazy=[run_more])
+
+    # -- /imgreport -------------------------------------------------------------------------
+
+    def ack_report(ack: Ack, command: dict[str, Any]) -> None:
+        if _is_help(command.get("text", "")):
+            ack(response_type="ephemeral", text=report_help_text())
+        else:
+            ack()
+
+    def run_report(command: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        if _is_help(command.get("text", "")):
+            return
+        _report(core, memberships, client, respond, command)
+
+    app.command(REPORT_COMMAND)(ack=ack_report, lazy=[run_report])
+
+    # -- moderation buttons -----------------------------------------------------------------
+
+    def ack_decision(ack: Ack) -> None:
+        ack()
+
+    def run_decision(body: dict[str, Any], action: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        decision = "confirmed" if action.get("action_id") == blocks.ACTION_CONFIRM else "dismissed"
+        channel_id = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+        user_id = (body.get("user") or {}).get("id")
+        if not user_id or (settings.moderation_channel and channel_id != settings.moderation_channel):
+            log.warning("moderation click outside the moderation channel (%s) ignored", channel_id)
+            return
+        try:
+            image_id = int(action.get("value") or "")
+        except ValueError:
+            return
+        try:
+            core.record_moderation_decision(image_id, decision, user_id)
+        except ImgbotError as err:
+            respond(response_type="ephemeral", replace_original=False, text=err.user_message)
+            return
+        log.info("moderation image=%s decision=%s by=%s", image_id, decision, user_id)
+        message = body.get("message") or {}
+        decided = blocks.moderation_decided(message.get("blocks") or [], decision=decision, user_id=user_id,
+                                            decided_at=datetime.now(timezone.utc))
+        try:
+            client.chat_update(channel=channel_id, ts=message.get("ts") or (body.get("container") or {}).get(
+                "message_ts"), text=f"{message.get('text', '')} {messages.moderation_decision(decision, user_id)}",
+                blocks=decided)
+        except (SlackApiError, SlackClientError, OSError) as err:
+            log.warning("moderation notice not updated: %s", err)
+
+    app.action(blocks.ACTION_CONFIRM)(ack=ack_decision, lazy=[run_decision])
+    app.action(blocks.ACTION_DISMISS)(ack=ack_decision, lazy=[run_decision])
+
+
+# -- helpers (the translation itself) -----------------------------------------------------------
+
+
+def _is_help(text: str) -> bool:
+    return text.strip().lower() in {"help", "-h", "--help", "?"}
+
+
+def search_help_message() -> tuple[str, list[blocks.Block]]:
+    body = "*Search the pictures posted in channels you are in*\n```\n" + blocks.escape(QUERY_HELP.strip()) + "\n```"
+    return ("How to use /imgsearch: words match labels and text; label:, text:, in:, from:, after:, before: narrow "
+            "it down. Example: /imgsearch label:dog last 7d",
+            [blocks.section(body),
+             blocks.context("Only pictures from channels you are a member of are shown. "
+                            "`/imgreport` takes the same query and summarises it.")])
+
+
+def report_help_text() -> str:
+    return ("/imgreport [QUERY]: a summary here and the full report as a file. Takes the /imgsearch query language, "
+            "e.g. `/imgreport last 7d`, `/imgreport this month in:#marketing`; add `csv` for a CSV file.")
+
+
+def _search(core: Core, memberships: MembershipCache, client: WebClient, user_id: str, team_id: str | None,
+            query: str, *, page: int) -> tuple[str, list[blocks.Block]]:
+    try:
+        channels = memberships.channels_for(client, user_id, team_id)
+        result = core.search(query, channels=channels, page=page, per_page=PER_PAGE)
+    except ImgbotError as err:
+        return blocks.plain(err.user_message)
+    return blocks.search_page(result, label_min_confidence=core.settings.label_min_confidence,
+                              moderation_min_confidence=core.settings.moderation_min_confidence)
+
+
+def split_report_text(text: str) -> tuple[str, str]:
+    """``/imgreport csv last 7d`` → (``last 7d``, ``csv``): a format word anywhere picks the file format."""
+    fmt = "md"
+    kept: list[str] = []
+    for word in re.split(r"(\s+)", text.strip()):
+        if word.strip().lower() in _FORMAT_WORDS:
+            fmt = _FORMAT_WORDS[word.strip().lower()]
+        else:
+            kept.append(word)
+    return re.sub(r"\s+", " ", "".join(kept)).strip(), fmt
+
+
+def _report(core: Core, memberships: MembershipCache, client: WebClient, respond: Respond,
+            command: dict[str, Any]) -> None:
+    query, fmt = split_report_text(command.get("text", ""))
+    user_id, channel_id = command["user_id"], command["channel_id"]
+    try:
+        channels = memberships.channels_for(client, user_id, command.get("team_id"))
+        data = core.report(query, channels=channels, title="imgbot report")
+        content = core.render_report(data, fmt)
+    except ImgbotError as err:
+        respond(response_type="ephemeral", text=err.user_message)
+        return
+    text, summary = blocks.report_summary(data, requested_by=user_id)
+    stamp = data.generated_at.strftime("%Y-%m-%d")
+    filename = f"imgbot-report-{stamp}.{fmt}"
+    try:
+        posted = client.chat_postMessage(channel=channel_id, text=text, blocks=summary, unfurl_links=False,
+                                         unfurl_media=False)
+        client.files_upload_v2(channel=channel_id, thread_ts=posted["ts"], content=content.encode("utf-8"),
+                               filename=filename, title=f"{data.title} ({query or 'everything'})")
+    except SlackApiError as err:
+        error = err.response.get("error")
+        log.info("report not posted in %s: %s", channel_id, error)
+        note = messages.report_not_in_channel() if error in _CANNOT_POST_HERE else messages.report_upload_failed()
+        respond(response_type="ephemeral", text=f"{text}\n{note}", blocks=[*summary, blocks.context(note)])
+    except (SlackClientError, OSError) as err:
+        log.warning("report not posted in %s: %s", channel_id, err)
+        respond(response_type="ephemeral", text=f"{text}\n{messages.report_upload_failed()}")

@@ -1,0 +1,76 @@
+"""Every sentence imgbot says in Slack, in one place (as bolt's ``logger/messages.py`` does).
+
+Each is a tiny function so the wording can be read, reviewed and tested together.
+They return plain text; callers escape anything that came from outside.
+"""
+
+from __future__ import annotations
+
+
+def not_an_image(name: str) -> str:
+    return f"{name} does not look like a picture, so I skipped it."
+
+
+def missing_files_read_scope() -> str:
+    return (
+        "Slack would not hand me the file: it sent a sign-in page instead. "
+        "The app is probably missing the `files:read` permission; ask whoever installed imgbot to "
+        "add it (it is in slack-manifest.yml) and reinstall the app."
+    )
+
+
+def not_slack_file_host() -> str:
+    return "That file is not stored on Slack, so I did not download it."
+
+
+def too_large(limit_bytes: int) -> str:
+    return f"The picture is larger than the {limit_bytes // (1024 * 1024)} MB I accept."
+
+
+def download_failed() -> str:
+    return "I could not download the picture from Slack. I will try again later."
+
+
+def file_unavailable() -> str:
+    return "The file is no longer available in Slack (it may have been deleted)."
+
+
+def analysis_failed_generic() -> str:
+    return "Something went wrong while I was looking at this picture."
+
+
+def unexpected_error() -> str:
+    return "Something unexpected went wrong on my side; the team running imgbot can find the details in its log."
+
+
+def search_help() -> str:
+    return "How to search the pictures posted in channels you are in."
+
+
+def search_no_results(query: str) -> str:
+    return f"No pictures match {query}."
+
+
+def membership_failed() -> str:
+    return "I could not check which channels you are in, so I cannot search right now. Please try again in a minute."
+
+
+def report_not_in_channel() -> str:
+    return "Invite me to this channel (`/invite @imgbot`) and I will post the full report file here."
+
+
+def report_upload_failed() -> str:
+    return "I could not upload the full report file here."
+
+
+def moderation_flagged() -> str:
+    return "This picture may break the content rules; a moderator has been asked to look."
+
+
+def moderation_flagged_no_channel() -> str:
+    return "This picture may break the content rules."
+
+
+def moderation_decision(decision: str, user_id: str) -> str:
+    verb = "confirmed" if decision == "confirmed" else "dismissed"
+    return f"Flag {verb} by <@{user_id}>."
