@@ -132,21 +132,27 @@ def analyze(paths: tuple[Path, ...], concurrency: int | None, progress: bool | N
     show_bar = sys.stderr.isatty() if progress is None else progress
     _setup_logging(settings, quiet_console=show_bar)
     core = _core(settings)
+    failed = _analyse_files(core, list(iter_image_files(paths)), show_bar)
+    core.database.dispose()
+    sys.exit(1 if failed else 0)
+
+
+def _analyse_files(core: Any, files: list[Path], show_bar: bool) -> int:
+    """Finish leftovers, analyse ``files``, print the summary; returns how many failed."""
     core.analyzer  # noqa: B018  (build it now: a configuration problem is one message, not one per image)
-    files = list(iter_image_files(paths))
     started = time.perf_counter()
     counts = {"done": 0, "reused": 0, "failed": 0, "pending": 0, "resumed": 0}
     failures: list[tuple[str, str]] = []
 
-    def tally(result: IngestResult, name: str) -> None:
+    def tally(result: IngestResult) -> None:
         counts[result.outcome] += 1
         if result.outcome == "failed":
-            failures.append((name, result.reason or "unknown reason"))
+            failures.append((_name_of(result), result.reason or "unknown reason"))
 
     resumed = core.finish_pending()
     for result in resumed:
         counts["resumed"] += 1
-        tally(result, _name_of(result))
+        tally(result)
 
     items = [(path, Source.file(str(path.resolve()))) for path in files]
     if show_bar:
@@ -157,35 +163,32 @@ def analyze(paths: tuple[Path, ...], concurrency: int | None, progress: bool | N
             task = bar.add_task("analyse", total=len(items), last="")
 
             def on_result(result: IngestResult) -> None:
-                tally(result, _name_of(result))
+                tally(result)
                 bar.update(task, advance=1, last=f"{result.outcome} {_name_of(result)}")
 
             core.ingest_many(items, on_result=on_result)
     else:
         def on_plain(result: IngestResult) -> None:
-            name = _name_of(result)
-            tally(result, name)
+            tally(result)
             detail = f" reason: {result.reason}" if result.outcome == "failed" else (
                 f" labels={result.labels} text_lines={result.text_lines} flagged={'yes' if result.flagged else 'no'}"
             )
-            click.echo(f"{result.outcome:7} id={result.image_id} {name}{detail}")
+            click.echo(f"{result.outcome:7} id={result.image_id} {_name_of(result)}{detail}")
 
         core.ingest_many(items, on_result=on_plain)
 
     seconds = time.perf_counter() - started
-    analysed = counts["done"]
     total = len(items) + counts["resumed"]
     rate = total / seconds if seconds > 0 else 0.0
     click.echo(
-        f"analysed {analysed}, reused {counts['reused']}, failed {counts['failed']}"
+        f"analysed {counts['done']}, reused {counts['reused']}, failed {counts['failed']}"
         + (f", resumed {counts['resumed']}" if counts["resumed"] else "")
         + (f", in progress elsewhere {counts['pending']}" if counts["pending"] else "")
         + f" — {total} images in {seconds:.1f} s ({rate:.1f} images/s)"
     )
     for name, reason in failures:
         click.echo(f"failed: {name}: {reason}", err=True)
-    core.database.dispose()
-    sys.exit(1 if counts["failed"] else 0)
+    return counts["failed"]
 
 
 def _name_of(result: IngestResult) -> str:
@@ -311,6 +314,41 @@ def show(id_or_sha256: str, as_json: bool) -> None:
         if record.faces:
             click.echo(f"  faces: {len(record.faces)}")
     core.database.dispose()
+
+
+@cli.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("imgbot-report.md"),
+              show_default=True, help="Where to write the Markdown report.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+@handle_errors
+def demo(output: Path, progress: bool | None) -> None:
+    """Analyse the bundled sample images, show a few searches and write a report.
+
+    Uses the configured settings, so by default it runs offline: the local engine, a SQLite
+    file and a folder under ./data.
+    """
+    from bot.samples import sample_paths
+
+    settings = _load_settings()
+    show_bar = sys.stderr.isatty() if progress is None else progress
+    _setup_logging(settings, quiet_console=show_bar)
+    core = _core(settings)
+    click.echo(f"Analysing {len(sample_paths())} sample images with the {settings.analyzer} analyser…")
+    failed = _analyse_files(core, sample_paths(), show_bar)
+    for query in ("label:animal", "text:sale", "has:text -label:animal", "unsafe"):
+        page = core.search(query, per_page=5)
+        click.echo(f"\n$ imgbot search {query}   ({page.total} match{'es' if page.total != 1 else ''})")
+        for hit in page.hits:
+            labels = ", ".join(f"{label.name} {label.confidence:.0f}%"
+                               for label in hit.image.top_labels(settings.label_min_confidence, 4))
+            name = Path(hit.sighting.name).name if hit.sighting else "?"
+            snippet = f"  “{hit.snippet}”" if hit.snippet else ""
+            click.echo(f"  #{hit.image.id} {name}: {labels or '(no labels)'}{snippet}")
+    data = core.report("", title="imgbot demo report")
+    output.write_text(core.render_report(data, "md"), encoding="utf-8")
+    click.echo(f"\nReport written to {output} ({len(data.images)} images). Try: imgbot search cat, imgbot show 1")
+    core.database.dispose()
+    sys.exit(1 if failed else 0)
 
 
 # -- database, serving ------------------------------------------------------------------------

@@ -102,9 +102,6 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "Upload an annotated copy (label and text boxes) into the Slack thread.", _bool),
     SettingSpec("IMGBOT_MODERATION_CHANNEL", "moderation_channel", "",
                 "Slack channel id where flagged images are posted for review (empty: none).", _optional),
-    SettingSpec("IMGBOT_QUEUE_URL", "queue_url", "",
-                "Amazon SQS queue URL; when set, `imgbot serve` only enqueues and `imgbot worker` analyses.",
-                _optional),
     SettingSpec("SLACK_BOT_TOKEN", "slack_bot_token", "",
                 "Bot token (xoxb-…) of the Slack app.", _optional),
     SettingSpec("SLACK_SIGNING_SECRET", "slack_signing_secret", "",
@@ -137,7 +134,6 @@ class Settings:
     log_level: str = "INFO"
     annotate: bool = True
     moderation_channel: str | None = None
-    queue_url: str | None = None
     slack_bot_token: str | None = None
     slack_signing_secret: str | None = None
     slack_app_token: str | None = None

@@ -231,3 +231,11 @@ def test_the_console_script_runs_as_a_separate_process(env, photos):
     assert completed.returncode == 0, completed.stderr
     assert "outcome=done" in completed.stderr  # the operator's log line, one per image
     assert completed.stdout.count("done ") == 3
+
+
+def test_demo_analyses_the_bundled_samples_and_writes_a_report(env, tmp_path, monkeypatch, rekognition):
+    code, out, _ = run("demo", "-o", str(tmp_path / "demo.md"))
+
+    assert code == 0, out
+    assert "failed 0" in out and "$ imgbot search label:animal" in out
+    assert (tmp_path / "demo.md").read_text().startswith("# imgbot demo report")
