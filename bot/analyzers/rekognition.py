@@ -1,0 +1,340 @@
+"""Amazon Rekognition behind the ``Analyzer`` interface.
+
+One ``analyze`` makes DetectLabels, DetectText and DetectModerationLabels at the same
+time (plus DetectFaces when faces are switched on) on a thread pool the analyser
+owns, so an image costs one round trip of latency, not three. Each API is paced by a
+process-wide token bucket at ``IMGBOT_REKOGNITION_TPS``; botocore's adaptive retries
+handle the throttling that still gets through. An image already stored in S3 is
+passed as an ``S3Object`` so its bytes are not uploaded twice.
+
+Responses are mapped to the provider-neutral types of ``bot.core.types``; the raw
+responses (minus ``ResponseMetadata``) are kept in ``Analysis.raw``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from bot.aws import AwsFailure, classify, make_client
+from bot.core.types import (
+    Analysis,
+    BoundingBox,
+    Face,
+    FaceLandmark,
+    Label,
+    LabelInstance,
+    ModerationLabel,
+    PreparedImage,
+    StoredObject,
+    TextDetection,
+)
+from bot.errors import AnalyzerError
+from bot.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+
+logger = logging.getLogger("imgbot.rekognition")
+
+#: Rekognition reads images up to 15 MB from S3, but only 5 MB passed as bytes.
+S3_OBJECT_MAX_BYTES = 15 * 1024 * 1024
+BYTES_MAX = 5 * 1024 * 1024
+
+DETECT_LABELS = "DetectLabels"
+DETECT_TEXT = "DetectText"
+DETECT_MODERATION_LABELS = "DetectModerationLabels"
+DETECT_FACES = "DetectFaces"
+
+_METHODS = {
+    DETECT_LABELS: "detect_labels",
+    DETECT_TEXT: "detect_text",
+    DETECT_MODERATION_LABELS: "detect_moderation_labels",
+    DETECT_FACES: "detect_faces",
+}
+
+# Face fields that are not attributes: they have their own place in ``Face``.
+_FACE_CORE_FIELDS = frozenset({"BoundingBox", "Confidence", "Landmarks"})
+
+
+def create(settings: Settings) -> RekognitionAnalyzer:
+    """Entry point of ``imgbot.analyzers``: the analyser ``IMGBOT_ANALYZER=rekognition`` names."""
+    return RekognitionAnalyzer(
+        make_client("rekognition", settings),
+        faces=settings.faces,
+        store_min_confidence=settings.store_min_confidence,
+        tps=settings.rekognition_tps,
+        max_workers=max(4, settings.concurrency * 4),
+    )
+
+
+class RekognitionAnalyzer:
+    """``Analyzer`` that asks Amazon Rekognition. Thread-safe: one instance serves every worker."""
+
+    name = "rekognition"
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        faces: bool,
+        store_min_confidence: float = 50.0,
+        tps: float = 50.0,
+        limiter: RateLimiter | None = None,
+        max_workers: int = 16,
+    ) -> None:
+        self.client = client
+        self.faces = faces
+        self.store_min_confidence = float(store_min_confidence)
+        self.limiter = limiter if limiter is not None else RateLimiter.shared("rekognition", tps)
+        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="imgbot-rekognition")
+
+    def close(self) -> None:
+        """Stop the call pool (idempotent); pending calls finish first."""
+        self._executor.shutdown(wait=True)
+
+    def __enter__(self) -> RekognitionAnalyzer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def image_argument(self, image: PreparedImage) -> dict[str, Any]:
+        """``S3Object`` when Rekognition can read the stored original itself, else the analysis bytes."""
+        location = s3_location(image.stored)
+        if location is not None and image.analysis_is_original and image.byte_size <= S3_OBJECT_MAX_BYTES:
+            bucket, object_key = location
+            return {"S3Object": {"Bucket": bucket, "Name": object_key}}
+        return {"Bytes": image.analysis_bytes}
+
+    def requests(self, image: PreparedImage) -> dict[str, dict[str, Any]]:
+        """The keyword arguments of each call ``analyze`` makes, by operation name.
+
+        DetectLabels gets no ``MaxLabels``: its default is already the API's upper
+        limit (1,000), and the confidence floor is what keeps the list short.
+        """
+        image_argument = self.image_argument(image)
+        calls: dict[str, dict[str, Any]] = {
+            DETECT_LABELS: {
+                "Image": image_argument,
+                "MinConfidence": self.store_min_confidence,
+                "Features": ["GENERAL_LABELS"],
+            },
+            DETECT_TEXT: {"Image": image_argument},
+            DETECT_MODERATION_LABELS: {"Image": image_argument, "MinConfidence": self.store_min_confidence},
+        }
+        if self.faces:
+            calls[DETECT_FACES] = {"Image": image_argument, "Attributes": ["ALL"]}
+        return calls
+
+    def call(self, operation: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """One paced Rekognition call; botocore errors come out as ``AnalyzerError``."""
+        waited = self.limiter.acquire(operation)
+        started = time.monotonic()
+        try:
+            response: dict[str, Any] = getattr(self.client, _METHODS[operation])(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate_error(operation, exc) from exc
+        logger.debug("rekognition op=%s secs=%.3f paced=%.3f", operation, time.monotonic() - started, waited)
+        return {k: v for k, v in response.items() if k != "ResponseMetadata"}
+
+    # -- the Analyzer interface -------------------------------------------------------------
+
+    def analyze(self, image: PreparedImage) -> Analysis:
+        futures: dict[str, Future[dict[str, Any]]] = {
+            operation: self._executor.submit(self.call, operation, kwargs)
+            for operation, kwargs in self.requests(image).items()
+        }
+        responses: dict[str, dict[str, Any]] = {}
+        errors: list[AnalyzerError] = []
+        for operation, future in futures.items():  # wait for all, so no call outlives the image
+            try:
+                responses[operation] = future.result()
+            except AnalyzerError as exc:
+                errors.append(exc)
+        if errors:
+            # A permanent failure wins: retrying the image cannot help if one call can never succeed.
+            permanent = [e for e in errors if not e.retryable]
+            raise (permanent or errors)[0]
+        return to_analysis(responses, faces_requested=self.faces)
+
+
+def s3_location(stored: StoredObject | None) -> tuple[str, str] | None:
+    """``(bucket, full object key)`` of an original stored in S3, read from its ``s3://`` URI.
+
+    ``StoredObject.key`` lacks the storage prefix; the URI has the whole key.
+    """
+    if stored is None or not stored.bucket:
+        return None
+    head = f"s3://{stored.bucket}/"
+    if not stored.uri.startswith(head) or len(stored.uri) == len(head):
+        return None
+    return stored.bucket, stored.uri[len(head):]
+
+
+# -- response mapping ------------------------------------------------------------------------
+
+
+def to_analysis(responses: dict[str, dict[str, Any]], *, faces_requested: bool) -> Analysis:
+    """Build the provider-neutral ``Analysis`` from the responses, keyed by operation name."""
+    labels_response = responses.get(DETECT_LABELS, {})
+    text_response = responses.get(DETECT_TEXT, {})
+    moderation_response = responses.get(DETECT_MODERATION_LABELS, {})
+    faces_response = responses.get(DETECT_FACES, {})
+    versions = {
+        "labels": labels_response.get("LabelModelVersion"),
+        "text": text_response.get("TextModelVersion"),
+        "moderation": moderation_response.get("ModerationModelVersion"),
+        "faces": faces_response.get("FaceModelVersion"),
+    }
+    return Analysis(
+        provider="rekognition",
+        model_versions={k: str(v) for k, v in versions.items() if v},
+        labels=labels_from(labels_response),
+        text=text_from(text_response),
+        moderation=moderation_from(moderation_response),
+        faces=faces_from(faces_response),
+        faces_requested=faces_requested,
+        raw=dict(responses),
+    )
+
+
+def _names(items: list[dict[str, Any]] | None) -> tuple[str, ...]:
+    return tuple(str(item["Name"]) for item in items or () if item.get("Name"))
+
+
+def labels_from(response: dict[str, Any]) -> tuple[Label, ...]:
+    return tuple(
+        Label(
+            name=str(label["Name"]),
+            confidence=float(label.get("Confidence", 0.0)),
+            parents=_names(label.get("Parents")),
+            aliases=_names(label.get("Aliases")),
+            categories=_names(label.get("Categories")),
+            instances=tuple(
+                LabelInstance(
+                    box=BoundingBox.from_dict(instance.get("BoundingBox", {})),
+                    confidence=float(instance.get("Confidence", 0.0)),
+                )
+                for instance in label.get("Instances") or ()
+            ),
+        )
+        for label in response.get("Labels") or ()
+    )
+
+
+def text_from(response: dict[str, Any]) -> tuple[TextDetection, ...]:
+    detections = []
+    for found in response.get("TextDetections") or ():
+        geometry = found.get("Geometry") or {}
+        parent = found.get("ParentId")
+        detections.append(
+            TextDetection(
+                id=int(found.get("Id", 0)),
+                kind="WORD" if found.get("Type") == "WORD" else "LINE",
+                text=str(found.get("DetectedText", "")),
+                confidence=float(found.get("Confidence", 0.0)),
+                box=BoundingBox.from_dict(geometry.get("BoundingBox") or {}),
+                parent_id=int(parent) if parent is not None else None,
+                polygon=tuple(
+                    (float(point.get("X", 0.0)), float(point.get("Y", 0.0))) for point in geometry.get("Polygon") or ()
+                ),
+            )
+        )
+    return tuple(detections)
+
+
+def moderation_from(response: dict[str, Any]) -> tuple[ModerationLabel, ...]:
+    labels = []
+    for found in response.get("ModerationLabels") or ():
+        parent = found.get("ParentName") or None  # Rekognition says "" for a top-level label
+        level = found.get("TaxonomyLevel")
+        labels.append(
+            ModerationLabel(
+                name=str(found["Name"]),
+                confidence=float(found.get("Confidence", 0.0)),
+                parent_name=parent,
+                taxonomy_level=int(level) if level else (2 if parent else 1),
+            )
+        )
+    return tuple(labels)
+
+
+def faces_from(response: dict[str, Any]) -> tuple[Face, ...]:
+    return tuple(
+        Face(
+            box=BoundingBox.from_dict(detail.get("BoundingBox") or {}),
+            confidence=float(detail.get("Confidence", 0.0)),
+            landmarks=tuple(
+                FaceLandmark(type=str(mark.get("Type", "")), x=float(mark.get("X", 0.0)), y=float(mark.get("Y", 0.0)))
+                for mark in detail.get("Landmarks") or ()
+            ),
+            attributes={k: v for k, v in detail.items() if k not in _FACE_CORE_FIELDS},
+        )
+        for detail in response.get("FaceDetails") or ()
+    )
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+_IMAGE_MESSAGES = {
+    "InvalidImageFormatException": (
+        "Rekognition could not read this image (InvalidImageFormat). It accepts JPEG and PNG files only, "
+        "and this one may be damaged."
+    ),
+    "ImageTooLargeException": (
+        "Rekognition refused this image as too large (ImageTooLarge): the limit is 5 MB sent directly, "
+        "15 MB from S3."
+    ),
+    "InvalidS3ObjectException": (
+        "Rekognition could not read the stored image from S3 (InvalidS3Object). Check that the bucket is in "
+        "the same AWS region as Rekognition and that Rekognition may read it (s3:GetObject)."
+    ),
+    "InvalidParameterException": (
+        "Rekognition refused this image (InvalidParameter). It may be too small (under 80 pixels a side) "
+        "or otherwise not something Rekognition can analyse."
+    ),
+}
+
+
+def _short(code: str) -> str:
+    """``InvalidImageFormatException`` → ``InvalidImageFormat``, for messages people read."""
+    return code[: -len("Exception")] if code.endswith("Exception") and code != "Exception" else code
+
+
+def translate_error(operation: str, exc: BaseException) -> AnalyzerError:
+    """A botocore error from ``operation`` as an ``AnalyzerError`` saying what to do about it.
+
+    Throttling and 5xx reach this point only after botocore's own retries ran out, so
+    they are ``retryable``: the image can be tried again later, not now.
+    """
+    failure: AwsFailure = classify(exc)
+    detail = f"Rekognition {operation} failed: {failure.detail}"
+    code = failure.code
+    if code in _IMAGE_MESSAGES:
+        return AnalyzerError(_IMAGE_MESSAGES[code], detail=detail, retryable=False)
+    if failure.kind == "credentials":
+        message = (f"imgbot's AWS credentials were refused by Amazon Rekognition ({_short(code)}). "
+                   "Check AWS_PROFILE or the AWS access keys in the environment, and that they have not expired.")
+    elif failure.kind == "denied":
+        message = (f"imgbot is not allowed to use Amazon Rekognition ({_short(code)}). Check the IAM policy: "
+                   "rekognition:DetectLabels, DetectText and DetectModerationLabels (and DetectFaces when "
+                   "IMGBOT_FACES is on).")
+    elif failure.kind == "throttled":
+        message = (f"Amazon Rekognition is busy ({_short(code)}); imgbot will try this image again later. "
+                   "Lowering IMGBOT_REKOGNITION_TPS or asking AWS for a higher quota avoids this.")
+    elif failure.kind == "transient":
+        message = (f"Amazon Rekognition is unavailable right now ({_short(code)}); "
+                   "imgbot will try this image again later.")
+    elif failure.kind in ("rejected", "not_found"):
+        message = f"Rekognition refused this image ({_short(code)})."
+        return AnalyzerError(message, detail=detail, retryable=False)
+    else:
+        message = f"Amazon Rekognition failed on this image ({_short(code)})."
+    return AnalyzerError(message, detail=detail, retryable=failure.retryable)
