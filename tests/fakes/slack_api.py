@@ -43,6 +43,8 @@ class Call:
     headers: dict[str, str]
     body: bytes = b""
     at: float = field(default_factory=time.monotonic)
+    status: int = 200
+    answer: dict[str, Any] = field(default_factory=dict)
 
     @property
     def token(self) -> str | None:
@@ -452,6 +454,7 @@ class _Handler(BaseHTTPRequestHandler):
                 params[key] = json.loads(params[key])
         call = Call(method, params, self._headers(), body)
         status, answer, headers = self.slack.answer(method, params, call)
+        call.status, call.answer = status, answer
         self.slack._record(call)
         self._send(status, json.dumps(answer).encode(), headers=headers)
 
