@@ -239,3 +239,40 @@ def test_demo_analyses_the_bundled_samples_and_writes_a_report(env, tmp_path, mo
     assert code == 0, out
     assert "failed 0" in out and "$ imgbot search label:animal" in out
     assert (tmp_path / "demo.md").read_text().startswith("# imgbot demo report")
+
+
+def test_analyze_stores_originals_encrypted_in_s3_and_rekognition_reads_them_there(env, photos, tmp_path,
+                                                                                 monkeypatch):
+    import boto3
+
+    from tests.fakes.aws import moto_server
+
+    with moto_server() as s3_url:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_url)
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="acme-images")
+        with FakeRekognition(s3_client=s3) as fake:
+            monkeypatch.setenv("AWS_ENDPOINT_URL_REKOGNITION", fake.endpoint_url)
+            monkeypatch.setenv("IMGBOT_STORAGE", "s3://acme-images/imgbot")
+            code, out, err = run("analyze", str(photos))
+            image_args = [call.params.get("Image", {}) for call in fake.requests]
+
+        keys = [obj["Key"] for obj in s3.list_objects_v2(Bucket="acme-images")["Contents"]]
+        heads = [s3.head_object(Bucket="acme-images", Key=key) for key in keys]
+
+    assert code == 0, out + err
+    assert len(keys) == 3 and all(key.startswith("imgbot/") for key in keys)
+    assert all(head["ServerSideEncryption"] == "AES256" for head in heads)
+    assert any("S3Object" in arg for arg in image_args)  # originals that fit are read from S3, not re-sent
+
+
+def test_a_missing_bucket_fails_each_image_with_a_readable_reason(env, photos, monkeypatch):
+    from tests.fakes.aws import moto_server
+
+    with moto_server() as s3_url:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_url)
+        monkeypatch.setenv("IMGBOT_STORAGE", "s3://no-such-bucket/imgbot")
+        code, out, err = run("analyze", str(photos))
+
+    assert code == 1 and "failed 3" in out
+    assert "no-such-bucket" in err

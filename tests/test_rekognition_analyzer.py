@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -209,13 +208,10 @@ def test_the_calls_for_one_image_run_at_the_same_time(aws: None, monkeypatch: py
     with FakeRekognition(latency=0.2) as slow:
         monkeypatch.setenv("AWS_ENDPOINT_URL_REKOGNITION", slow.endpoint_url)
         with build(faces=True) as analyzer:
-            analyzer.analyze(prepared(png()))  # opens the connections
-
-            started = time.monotonic()
             analyzer.analyze(prepared(png()))
-            elapsed = time.monotonic() - started
 
-    assert elapsed < 0.45  # four calls of 0.2 s each: one after the other would take 0.8 s
+    # All four calls of one image were in flight at once (one after the other, it would be 1).
+    # Speed itself is measured by bench/batch.py, not asserted here.
     assert slow.max_in_flight == 4
 
 
