@@ -104,7 +104,8 @@ def main() -> None:
           f"(target >= 2 images/s on 2 cores)")
     for task in sorted(timings[0]):
         values = [t[task] for t in timings if task in t]
-        print(f"  {task:12s} median {statistics.median(values):6.1f} ms   p90 {sorted(values)[int(0.9 * len(values))]:6.1f} ms")
+        p90 = sorted(values)[int(0.9 * len(values))]
+        print(f"  {task:12s} median {statistics.median(values):6.1f} ms   p90 {p90:6.1f} ms")
     print(f"peak RSS: {peak_rss_mib():.0f} MiB (before models {rss_before:.0f} MiB)  (target < 1536 MiB)")
     print(f"model versions: {first.model_versions}")
 

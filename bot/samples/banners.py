@@ -65,13 +65,13 @@ def render_banner(
         canvas = Image.new("RGB", size, background)
     draw = ImageDraw.Draw(canvas)
     faces = [font(font_path, px) for _, px in lines]
-    boxes = [draw.textbbox((0, 0), text, font=f) for (text, _), f in zip(lines, faces)]
+    boxes = [draw.textbbox((0, 0), text, font=f) for (text, _), f in zip(lines, faces, strict=True)]
     heights = [b[3] - b[1] for b in boxes]
     total = sum(heights) + sum(int(px * line_gap) for _, px in lines[:-1])
     y = (size[1] - total) // 2
     if band is not None:
         draw.rectangle((0, y - margin // 2, size[0], y + total + margin // 2), fill=band)
-    for (text, px), f, box, h in zip(lines, faces, boxes, heights):
+    for (text, px), f, box, h in zip(lines, faces, boxes, heights, strict=True):
         width = box[2] - box[0]
         x = margin if align == "left" else (size[0] - width) // 2
         draw.text((x - box[0], y - box[1]), text, font=f, fill=color)

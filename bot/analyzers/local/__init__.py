@@ -108,7 +108,10 @@ class LocalAnalyzer:
         labels_f = pool.submit(timed("labels", lambda: self.labeler.predict(decoded)))
         nsfw_f = pool.submit(timed("moderation", lambda: self.nsfw.predict(decoded)))
         faces_f = pool.submit(timed("faces", lambda: self._faces(decoded)))
-        regions_f = pool.submit(timed("nudity", lambda: self.regions.predict(decoded))) if self.regions else None
+        regions_model = self.regions
+        regions_f = (
+            pool.submit(timed("nudity", lambda: regions_model.predict(decoded))) if regions_model is not None else None
+        )
 
         classification = _wait(labels_f)
         text = _wait(text_f)
@@ -168,7 +171,10 @@ class LocalAnalyzer:
         if faces.faces:
             best = max(f.confidence for f in faces.faces)
             instances = tuple(LabelInstance(f.box, f.confidence) for f in faces.faces)
-            for name, parents in (("Face", ("Head", "Person")), ("Head", ("Person",)), ("Person", ())):
+            face_labels: tuple[tuple[str, tuple[str, ...]], ...] = (
+                ("Face", ("Head", "Person")), ("Head", ("Person",)), ("Person", ())
+            )
+            for name, parents in face_labels:
                 confidence[name] = max(confidence.get(name, 0.0), best)
                 extra[name] = (parents, ("Person Description",), instances if name == "Face" else ())
 
@@ -186,14 +192,14 @@ class LocalAnalyzer:
             if conf < floor:
                 continue
             info = self.labeler.describe(name)
-            parents, categories, instances = extra.get(name, ((), (), ()))
+            parents, categories, label_instances = extra.get(name, ((), (), ()))
             labels.append(
                 Label(
                     name=name,
                     confidence=round(min(100.0, conf), 3),
                     parents=tuple(dict.fromkeys((*parents, *info["parents"]))),
                     categories=tuple(dict.fromkeys((*categories, *info["categories"]))),
-                    instances=instances,
+                    instances=label_instances,
                 )
             )
         labels.sort(key=lambda label: (-label.confidence, label.name))

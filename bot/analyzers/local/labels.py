@@ -125,7 +125,9 @@ class ImageNetLabeler(LazyModel[Classification]):
         probabilities = (exp / exp.sum()).astype(np.float32)
         sums = self.map.matrix @ probabilities
         confidence = {
-            name: float(min(100.0, value * 100.0)) for name, value in zip(self.map.names, sums) if value >= 0.005
+            name: float(min(100.0, value * 100.0))
+            for name, value in zip(self.map.names, sums, strict=True)
+            if value >= 0.005
         }
         order = np.argsort(-probabilities)[:5]
         top = tuple((self.map.class_names[i], round(float(probabilities[i]), 4)) for i in order)

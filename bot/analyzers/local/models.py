@@ -111,11 +111,11 @@ class Decoded:
             with warnings.catch_warnings():
                 # The intake already enforced imgbot's own pixel limit on this copy.
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                image = Image.open(io.BytesIO(data))
-                width, height = image.size
-                if image.format == "JPEG":
-                    image.draft("RGB", (MAX_WORKING_SIDE, MAX_WORKING_SIDE))
-                image = image.convert("RGB") if image.mode != "RGB" else image
+                opened = Image.open(io.BytesIO(data))
+                width, height = opened.size
+                if opened.format == "JPEG":
+                    opened.draft("RGB", (MAX_WORKING_SIDE, MAX_WORKING_SIDE))
+                image: Image.Image = opened.convert("RGB") if opened.mode != "RGB" else opened
                 image.load()
         except Exception as exc:  # noqa: BLE001 - any decoder failure means the same to the user
             raise AnalyzerError(
@@ -147,7 +147,7 @@ class Decoded:
             cached = np.ascontiguousarray(np.asarray(self.fit(max_side))[:, :, ::-1])
             with self._lock:
                 self._cache[key] = cached
-        return cached  # type: ignore[no-any-return]
+        return cached
 
     @cached_property
     def aspect(self) -> float:
@@ -229,7 +229,7 @@ def shared(cls: type[M], *args: Any) -> M:
         if model is None:
             model = cls(*args)
             _shared[key] = model
-        return model  # type: ignore[no-any-return]
+        return model
 
 
 def loaded_models() -> list[str]:

@@ -136,7 +136,9 @@ class ModerationScores:
         return out
 
 
-def scores(nsfw: float, classification: Classification | None, regions: list[dict[str, Any]] | None) -> ModerationScores:
+def scores(
+    nsfw: float, classification: Classification | None, regions: list[dict[str, Any]] | None
+) -> ModerationScores:
     def share(names: tuple[str, ...]) -> float:
         return classification.class_probability(*names) if classification is not None else 0.0
 
@@ -178,7 +180,7 @@ def taxonomy(s: ModerationScores, floor: float) -> tuple[ModerationLabel, ...]:
     changed = True
     while changed:
         changed = False
-        for (name, parent, level), confidence in list(found.items()):
+        for (_name, parent, level), confidence in list(found.items()):
             if parent is None:
                 continue
             parent_level = level - 1

@@ -60,9 +60,9 @@ class TextReader(LazyModel[TextResult]):
             }
         )
         # Load all three models now (RapidOCR would otherwise load them on first use).
-        self.engine._load_det_model()
-        self.engine._load_cls_model()
-        self.engine._load_rec_model()
+        self.engine._load_det_model()  # type: ignore[no-untyped-call]
+        self.engine._load_cls_model()  # type: ignore[no-untyped-call]
+        self.engine._load_rec_model()  # type: ignore[no-untyped-call]
 
     @property
     def version(self) -> str:
@@ -77,7 +77,7 @@ class TextReader(LazyModel[TextResult]):
     def _predict(self, image: Decoded) -> TextResult:
         array = image.bgr(MAX_WORKING_SIDE)
         height, width = array.shape[:2]
-        result = self.engine(array)
+        result: Any = self.engine(array)
         boxes = getattr(result, "boxes", None)
         texts = getattr(result, "txts", None)
         if boxes is None or texts is None or len(texts) == 0:
@@ -99,7 +99,7 @@ def assemble(
     lines: list[TextDetection] = []
     words: list[TextDetection] = []
     kept: list[tuple[int, str, list[Point], Any, float]] = []
-    for box, text, score, chars in zip(boxes, texts, scores, char_results):
+    for box, text, score, chars in zip(boxes, texts, scores, char_results, strict=False):
         text = " ".join(text.split())
         if not text or not _WORTH_KEEPING.search(text):
             continue
