@@ -635,3 +635,121 @@ def test_a_burst_of_fifty_images_all_get_their_replies(app: Harness) -> None:
     app.slack.wait_for("chat.postMessage", 50, timeout=40)
     replied = {c.params["thread_ts"] for c in app.slack.calls_to("chat.postMessage")}
     assert replied == set(stamps)
+
+
+# -- Socket Mode ----------------------------------------------------------------------------------
+
+
+def test_socket_mode_serves_the_same_app(harness: Harness) -> None:
+    import threading
+
+    from bot.slack.app import serve
+
+    settings = harness.settings.replace(slack_app_token=harness.slack.app_token, slack_signing_secret=None)
+    core = build_core(settings, storage=harness.storage, analyzer_factory=lambda: harness.analyzer)
+    stop, ready = threading.Event(), threading.Event()
+    thread = threading.Thread(target=serve, args=(settings, core), kwargs={"stop": stop, "ready": lambda _: ready.set()},
+                              daemon=True)
+    thread.start()
+    try:
+        assert ready.wait(10)
+        photo = make_image()
+        harness.analyzer.script(photo, labels=[("Owl", 96.0)])
+        ts = harness.slack.new_ts()
+        files = [harness.slack.add_file(photo, channel=PUBLIC, ts=ts)]
+        envelope = sh.envelope(sh.file_share_message(files, channel=PUBLIC, ts=ts), team_id=harness.slack.team_id,
+                               bot_user_id=harness.slack.bot_user_id)
+
+        first = harness.slack.send_socket_envelope("events_api", envelope)
+        again = harness.slack.send_socket_envelope("events_api", envelope, retry_attempt=1, retry_reason="timeout")
+        harness.slack.wait_for_socket_ack(first), harness.slack.wait_for_socket_ack(again)
+        assert "Owl 96%" in section_texts(harness.replies(ts)[0].params["blocks"])
+
+        command = sh.slash_command("/imgsearch", "owl", user_id=ALICE, channel_id=PUBLIC,
+                                   team_id=harness.slack.team_id, response_url=f"{harness.slack.url}response/sock")
+        harness.slack.wait_for_socket_ack(harness.slack.send_socket_envelope("slash_commands", command,
+                                                                             accepts_response_payload=True))
+        answer = harness.slack.wait_for("response_url")[0].params
+        assert answer["response_type"] == "ephemeral" and "Owl 96%" in json.dumps(answer["blocks"])
+        assert len(harness.slack.calls_to("chat.postMessage")) == 1
+        assert harness.slack.calls_to("apps.connections.open")[0].token == harness.slack.app_token
+    finally:
+        stop.set()
+        thread.join(10)
+        core.database.dispose()
+
+
+# -- `imgbot serve` as its own process, with S3 (moto) and Rekognition (fake) -------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:  # the OS picks; the port is handed to the child process straight away
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_imgbot_serve_as_a_process_replies_from_s3_and_rekognition(slack: FakeSlack, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import boto3
+    from PIL import Image, PngImagePlugin
+
+    from tests.fakes.aws import moto_server, use_fake_aws
+    from tests.fakes.rekognition import FakeRekognition
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("imgbot:labels", "Cat,Pet")
+    info.add_text("imgbot:text", "<!channel> adopt me")
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(make_image(size=(200, 150)))).save(buffer, "PNG", pnginfo=info)
+    photo = buffer.getvalue()
+
+    with moto_server() as s3_url:
+        use_fake_aws(monkeypatch, tmp_path, s3=s3_url)
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="team-images")
+        rekognition = FakeRekognition(s3_client=s3).start()  # reads originals from S3, as Rekognition does
+        monkeypatch.setenv("AWS_ENDPOINT_URL_REKOGNITION", rekognition.endpoint_url)
+        port = _free_port()
+        env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/imgbot.db",
+               "IMGBOT_STORAGE": "s3://team-images/originals", "IMGBOT_ANALYZER": "rekognition",
+               "IMGBOT_AWS_MAX_ATTEMPTS": "2", "SLACK_BOT_TOKEN": slack.bot_token,
+               "SLACK_SIGNING_SECRET": sh.SIGNING_SECRET, "SLACK_API_URL": slack.api_url, "PORT": str(port)}
+        process = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], env=env, cwd=tmp_path,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            sh.wait_until(lambda: _healthy(port) or process.poll() is not None, timeout=30, interval=0.1)
+            assert process.poll() is None, process.communicate()[1]
+
+            ts = slack.new_ts()
+            files = [slack.add_file(photo, name="cat.png", channel=PUBLIC, ts=ts)]
+            envelope = sh.envelope(sh.file_share_message(files, channel=PUBLIC, ts=ts), team_id=slack.team_id,
+                                   bot_user_id=slack.bot_user_id)
+            assert sh.send_event(port, envelope)[0] == 200
+
+            reply = slack.wait_for("chat.postMessage", where=lambda c: c.params.get("thread_ts") == ts, timeout=30)[0]
+            text = section_texts(reply.params["blocks"])
+            assert "Cat" in text and "&lt;!channel&gt; adopt me" in text
+            keys = [o["Key"] for o in s3.list_objects_v2(Bucket="team-images").get("Contents", [])]
+            assert len(keys) == 1 and keys[0].startswith("originals/")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=20)
+            rekognition.stop()
+        assert process.returncode == 0, err
+        assert "imgbot listening on http://" in err and "outcome=done" in err
+        assert slack.bot_token not in err
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return sh.get(port, "/healthz")[0] == 200
+    except OSError:
+        return False

@@ -208,7 +208,7 @@ class SlackHTTPServer:
         return str(self._server.server_address[0])
 
     def serve_forever(self) -> None:
-        self._server.serve_forever(poll_interval=0.5)
+        self._server.serve_forever(poll_interval=0.1)
 
     def start(self) -> SlackHTTPServer:
         self._thread = threading.Thread(target=self.serve_forever, name="imgbot-http", daemon=True)
