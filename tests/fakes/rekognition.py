@@ -37,6 +37,7 @@ import binascii
 import hashlib
 import io
 import json
+import random
 import threading
 import time
 import uuid
@@ -175,7 +176,8 @@ class FakeRekognition:
     """A threaded HTTP server on 127.0.0.1 (a free port) playing Amazon Rekognition.
 
     Knobs: ``latency`` seconds added to every call; ``tps_limit`` calls per second per
-    API before answering ``throttle_error``; ``s3_client`` to read ``S3Object`` images
+    API before answering ``throttle_error``; ``throttle_fraction`` the share of
+    calls throttled at random (seeded); ``s3_client`` to read ``S3Object`` images
     (without one, an S3 image gets its script or a generic result); ``min_side`` the
     smallest image side accepted (Rekognition's 80 px).
     """
@@ -185,6 +187,7 @@ class FakeRekognition:
         *,
         latency: float = 0.0,
         tps_limit: float | None = None,
+        throttle_fraction: float = 0.0,
         throttle_error: str = "ProvisionedThroughputExceededException",
         s3_client: Any = None,
         min_side: int = 80,
@@ -193,6 +196,8 @@ class FakeRekognition:
     ) -> None:
         self.latency = latency
         self.tps_limit = tps_limit
+        self.throttle_fraction = throttle_fraction
+        self._random = random.Random(20261125)  # seeded: the same run throttles the same calls
         self.throttle_error = throttle_error
         self.s3_client = s3_client
         self.min_side = min_side
@@ -401,6 +406,11 @@ class FakeRekognition:
                     raise FakeRekognitionError(failure.code, failure.message, failure.status)
 
     def _meter(self, operation: str) -> None:
+        if self.throttle_fraction:
+            with self._lock:
+                if self._random.random() < self.throttle_fraction:
+                    self._throttled[operation] += 1
+                    raise FakeRekognitionError(self.throttle_error)
         if not self.tps_limit:
             return
         with self._lock:
