@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from bot.errors import ConfigError
 
@@ -152,7 +152,9 @@ class Settings:
             except ValueError as exc:
                 raise ConfigError(f"{spec.env} is not valid: {exc}") from exc
         if values["log_level"].upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-            raise ConfigError(f"{'IMGBOT_LOG_LEVEL'} must be DEBUG, INFO, WARNING or ERROR, got {values['log_level']!r}")
+            raise ConfigError(
+                f"IMGBOT_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {values['log_level']!r}"
+            )
         values["log_level"] = values["log_level"].upper()
         return cls(**values)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.config import Settings
@@ -110,7 +110,9 @@ class Core:
                 moderation_min_confidence=self.settings.moderation_min_confidence,
             )
 
-    def report(self, query: str = "", *, channels: Collection[str] | None = None, title: str | None = None) -> ReportData:
+    def report(
+        self, query: str = "", *, channels: Collection[str] | None = None, title: str | None = None
+    ) -> ReportData:
         """Summaries over every image (done or failed) the query matches."""
         from bot.core.search import parse_query
         from db.search import report_data
@@ -145,7 +147,7 @@ class Core:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def build_core(settings: Settings, *, storage: Storage | None = None,

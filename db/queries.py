@@ -12,11 +12,12 @@ import os
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.sql.elements import ColumnElement
 
 from bot.core.records import ImageRecord, ModerationDecisionRecord, SightingRecord
 from bot.core.types import (
@@ -132,9 +133,8 @@ def _seen_at(source: Source, now: datetime) -> datetime:
     """A Slack message's own time when known (its ts is epoch seconds), else now."""
     if source.message_ts:
         try:
-            from datetime import timezone
 
-            return datetime.fromtimestamp(float(source.message_ts), tz=timezone.utc)
+            return datetime.fromtimestamp(float(source.message_ts), tz=UTC)
         except (ValueError, OverflowError):
             pass
     return now
@@ -291,7 +291,7 @@ def delete_sightings(
     message_ts: str | None = None,
 ) -> list[tuple[int, str | None]]:
     """Mark matching sightings deleted; return (image id, storage key) of images no live sighting uses any more."""
-    conditions = [models.Sighting.deleted_at.is_(None)]
+    conditions: list[ColumnElement[bool]] = [models.Sighting.deleted_at.is_(None)]
     if file_id is not None:
         conditions.append(models.Sighting.file_id == file_id)
     if channel_id is not None:
@@ -314,7 +314,9 @@ def delete_sightings(
         if image_id in live:
             continue
         key = session.execute(select(models.Image.storage_key).where(models.Image.id == image_id)).scalar_one()
-        session.execute(update(models.Image).where(models.Image.id == image_id).values(storage_key=None, updated_at=now))
+        session.execute(
+            update(models.Image).where(models.Image.id == image_id).values(storage_key=None, updated_at=now)
+        )
         orphaned.append((image_id, key))
     # Another image row may share the key only if it has the same bytes, which the unique hash forbids.
     return orphaned

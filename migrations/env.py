@@ -9,6 +9,7 @@ from db import models  # noqa: F401  (registers every table on the metadata)
 from db.base import Base
 from db.migrate import include_object
 
+
 def run_migrations() -> None:
     config = context.config
     engine = config.attributes.get("engine")
