@@ -193,7 +193,7 @@ def save_analysis(
     """Replace the image's results with ``analysis`` and mark it done (idempotent on retry)."""
     for table in (models.Label, models.LabelTerm, models.TextDetection, models.ModerationLabel, models.Face,
                   models.SearchDocument):
-        session.execute(delete(table).where(table.image_id == image_id))  # type: ignore[attr-defined]
+        session.execute(delete(table).where(table.image_id == image_id))
 
     labels = [label for label in analysis.labels if label.confidence >= store_min_confidence]
     moderation = [m for m in analysis.moderation if m.confidence >= store_min_confidence]
