@@ -92,6 +92,7 @@ def main() -> None:
             with lock:
                 timings.append(analysis.raw["timings_ms"])
 
+    cpu_started = time.process_time()
     started = time.perf_counter()
     threads = [threading.Thread(target=worker) for _ in range(args.callers)]
     for thread in threads:
@@ -99,9 +100,14 @@ def main() -> None:
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - started
+    cpu_per_image = (time.process_time() - cpu_started) / len(prepared)
 
     print(f"\nthroughput: {len(prepared) / elapsed:.2f} images/s ({len(prepared)} images in {elapsed:.1f} s)  "
           f"(target >= 2 images/s on 2 cores)")
+    load = os.getloadavg()[0]
+    print(f"CPU time per image: {cpu_per_image:.3f} core-seconds -> at most {available_cores() / cpu_per_image:.1f} "
+          f"images/s if {available_cores()} cores were free (1-min load average now {load:.1f}: other processes "
+          "on this machine compete for the same cores)")
     for task in sorted(timings[0]):
         values = [t[task] for t in timings if task in t]
         p90 = sorted(values)[int(0.9 * len(values))]

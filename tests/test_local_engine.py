@@ -65,7 +65,7 @@ class TestLabelMap:
 
 
 class TestModerationTaxonomy:
-    def scores(self, **values: float) -> ModerationScores:
+    def scores(self, **values: object) -> ModerationScores:
         base = dict(nsfw=0.0, female_swimwear=0.0, male_swimwear=0.0, alcohol=0.0, weapons=0.0, gambling=0.0)
         return ModerationScores(**{**base, **values})  # type: ignore[arg-type]
 
@@ -84,6 +84,18 @@ class TestModerationTaxonomy:
         labels = {m.name: m for m in taxonomy(self.scores(alcohol=0.8, weapons=0.6), floor=50)}
         assert labels["Alcohol"].confidence >= labels["Alcoholic Beverages"].confidence
         assert labels["Violence"].confidence >= labels["Weapons"].confidence
+
+    def test_nudenet_regions_fill_levels_two_and_three(self) -> None:
+        regions = (("FEMALE_BREAST_EXPOSED", 0.9), ("MALE_BREAST_EXPOSED", 0.7))
+        labels = {(m.name, m.taxonomy_level, m.parent_name) for m in taxonomy(self.scores(regions=regions), floor=50)}
+        assert labels == {
+            ("Explicit", 1, None),
+            ("Explicit Nudity", 2, "Explicit"),
+            ("Exposed Female Nipple", 3, "Explicit Nudity"),
+            ("Non-Explicit Nudity of Intimate parts and Kissing", 1, None),
+            ("Non-Explicit Nudity", 2, "Non-Explicit Nudity of Intimate parts and Kissing"),
+            ("Exposed Male Nipple", 3, "Non-Explicit Nudity"),
+        }
 
     def test_nothing_below_the_floor_is_returned(self) -> None:
         assert taxonomy(self.scores(nsfw=0.2, alcohol=0.3), floor=50) == ()

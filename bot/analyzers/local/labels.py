@@ -4,7 +4,7 @@ EfficientNet-Lite0 (converted once to ONNX by ``scripts/convert_efficientnet_lit
 gives 1,000 fine-grained class probabilities. ``data/label_map.json`` (built by
 ``scripts/build_label_map.py``) lists, for each class, the general labels it stands for
 ("tabby" → Cat, Mammal, Pet, Animal). A label's confidence is the summed probability of
-every class under it, so a parent is always at least as confident as its child and
+every class under it (classes below ``CLASS_FLOOR`` left out), so a parent is always at least as confident as its child and
 appears as a label of its own, as Rekognition's parents do.
 """
 
@@ -25,6 +25,9 @@ MODEL_FILE = DATA / "efficientnet-lite0.onnx"
 MAP_FILE = DATA / "label_map.json"
 INPUT_SIZE = 224
 RESIZE_SIZE = 256  # shorter side before the centre crop (crop ratio 0.875, as in training)
+#: Classes below this probability are left out of the sums: "Animal" spans 398 classes, and on
+#: an image the model does not know (a banner, a texture) their tiny shares would add up.
+CLASS_FLOOR = 0.02
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,7 @@ class ImageNetLabeler(LazyModel[Classification]):
         logits = self.session.run(None, {self.input_name: batch})[0][0].astype(np.float64)
         exp = np.exp(logits - logits.max())
         probabilities = (exp / exp.sum()).astype(np.float32)
-        sums = self.map.matrix @ probabilities
+        sums = self.map.matrix @ np.where(probabilities >= CLASS_FLOOR, probabilities, 0.0).astype(np.float32)
         confidence = {
             name: float(min(100.0, value * 100.0))
             for name, value in zip(self.map.names, sums, strict=True)
