@@ -4,8 +4,8 @@ EfficientNet-Lite0 (converted once to ONNX by ``scripts/convert_efficientnet_lit
 gives 1,000 fine-grained class probabilities. ``data/label_map.json`` (built by
 ``scripts/build_label_map.py``) lists, for each class, the general labels it stands for
 ("tabby" → Cat, Mammal, Pet, Animal). A label's confidence is the summed probability of
-every class under it (classes below ``CLASS_FLOOR`` left out), so a parent is always at least as confident as its child and
-appears as a label of its own, as Rekognition's parents do.
+every class under it (classes below ``CLASS_FLOOR`` left out), so a parent is always at
+least as confident as its child and appears as a label of its own, as Rekognition's do.
 """
 
 from __future__ import annotations
