@@ -220,6 +220,7 @@ class ReportData:
     moderation_min_confidence: float
     images: tuple[ImageRecord, ...]  # done and failed images matching the query
     top_labels: tuple[LabelCount, ...]
+    note: str | None = None  # e.g. when the images were capped: "Showing the newest 10,000 of 12,345 …"
 
     @property
     def analysed(self) -> tuple[ImageRecord, ...]:
