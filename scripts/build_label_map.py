@@ -94,6 +94,10 @@ VOCABULARY: tuple[Entry, ...] = (
     Entry("ape.n.01", "Ape", ANIMALS, absorb=True),
     Entry("rodent.n.01", "Rodent", ANIMALS),
     Entry("horse.n.01", "Horse", ANIMALS, absorb=True),
+    Entry("elephant.n.01", "Elephant", ANIMALS, absorb=True),
+    Entry("leporid.n.01", "Rabbit", ANIMALS, absorb=True),
+    Entry("lemur.n.01", "Lemur", ANIMALS, absorb=True),
+    Entry("swine.n.01", "Pig", ANIMALS),
     # people (ImageNet has a few: scuba diver, groom, ballplayer)
     Entry("person.n.01", "Person", PEOPLE, stop=True),
     # food and drink
@@ -229,6 +233,19 @@ LEAF_NAMES: dict[str, tuple[str, ...]] = {
     "n02892767": ("Bra", "Underwear"),  # brassiere
 }
 
+#: Plainer names for leaf classes, keyed by the class's WordNet lemma (must name one class only).
+RENAMES: dict[str, str] = {
+    "ashcan": "Trash Can", "ballpoint": "Pen", "jean": "Jeans", "sunglass": "Sunglasses", "upright": "Piano",
+    "sax": "Saxophone", "teddy": "Teddy Bear", "jinrikisha": "Rickshaw", "pickup": "Pickup Truck",
+    "racer": "Race Car", "liner": "Cruise Ship", "hog": "Pig", "Granny Smith": "Apple", "hip": "Rose Hip",
+    "ear": "Corn", "nipple": "Baby Bottle", "swab": "Mop", "vacuum": "Vacuum Cleaner", "washer": "Washing Machine",
+    "rule": "Ruler", "space bar": "Computer Keyboard", "bannister": "Handrail", "chiffonier": "Dresser",
+    "caldron": "Cauldron", "consomme": "Soup", "pirate": "Pirate Ship", "wreck": "Shipwreck", "yawl": "Sailboat",
+    "schooner": "Sailboat", "pot": "Potted Plant", "plane": "Hand Plane", "scale": "Weighing Scale",
+    "pop bottle": "Soda Bottle", "packet": "Package", "tusker": "Elephant", "ping-pong ball": "Ping Pong Ball",
+    "pay-phone": "Pay Phone", "plate": "Plate", "mortarboard": "Graduation Cap", "vault": "Vault",
+}
+
 #: Classes whose WordNet ancestors are misleading for photos (a web site is not a computer,
 #: a menu is not food, ImageNet's "cup" is a punch in WordNet): only LEAF_NAMES count for them.
 DETACHED: frozenset[str] = frozenset({"n06359193", "n06785654", "n07565083", "n07930864"})
@@ -262,6 +279,8 @@ SYNTHETIC_PARENTS: dict[str, tuple[str, ...]] = {
     "TV": ("Electronics", "Screen"),
     "Screen": ("Electronics",),
     "Underwear": ("Clothing",),
+    "Potted Plant": ("Plant",),
+    "Baby Bottle": ("Bottle",),
 }
 
 
@@ -380,6 +399,8 @@ def build(wn: WordNet, wnids: list[str]) -> dict[str, object]:
         own: list[str]
         if wnid in LEAF_NAMES:
             own = list(LEAF_NAMES[wnid])
+        elif raw_name in RENAMES and not absorbed and offset not in vocab:
+            own = [RENAMES[raw_name]]
         elif offset in vocab or absorbed:
             own = []
         else:
@@ -447,10 +468,15 @@ def main() -> None:
     mapping = json.loads(args.wnids.read_text())
     wnids = [mapping[str(i)] for i in range(1000)]
 
+    wordnet = WordNet.load(args.wordnet)
+    first_lemmas = [wordnet.lemmas[w[1:]][0].replace("_", " ") for w in wnids]
+    ambiguous = sorted(name for name in RENAMES if first_lemmas.count(name) != 1)
+    if ambiguous:
+        raise SystemExit(f"RENAMES keys must name exactly one ImageNet class: {ambiguous}")
     unknown = sorted(set(LEAF_NAMES) - set(wnids))
     if unknown:
         raise SystemExit(f"LEAF_NAMES has ids that are not ImageNet-1k classes: {unknown}")
-    result = build(WordNet.load(args.wordnet), wnids)
+    result = build(wordnet, wnids)
     args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     labelled = sum(1 for c in result["classes"] if c["labels"])  # type: ignore[union-attr]
     print(f"wrote {args.out}: {len(result['labels'])} labels, {labelled}/1000 classes with at least one label")
