@@ -52,7 +52,7 @@ class Harness:
         self.core = build_core(self.settings, storage=self.storage, analyzer_factory=lambda: self.analyzer)
         self.bot = build_bot(self.settings, self.core, job_options=FAST)
         self.bot.start()
-        self.server = SlackHTTPServer(self.bot.app, "127.0.0.1", 0).start()
+        self.server = self.bot.http_server("127.0.0.1", 0).start()
         return self
 
     def stop(self) -> None:

@@ -15,7 +15,6 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -25,6 +24,7 @@ from slack_bolt import App, BoltResponse
 from slack_bolt.request import BoltRequest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
@@ -34,6 +34,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.slack import listeners
+from bot.slack.executor import QueueExecutor
 from bot.slack.jobs import JobOptions, SlackJobs
 from bot.slack.memberships import MembershipCache
 from bot.slack.middleware import DropDuplicateDeliveries, IgnoreBotMessages
@@ -79,6 +80,7 @@ class SlackBot:
     app: App
     jobs: SlackJobs
     memberships: MembershipCache
+    ack_first: AckFirst | None = None
     _started: bool = field(default=False, init=False)
 
     def start(self) -> None:
@@ -92,7 +94,13 @@ class SlackBot:
         self.jobs.start()
 
     def stop(self) -> None:
+        if self.ack_first is not None:
+            self.ack_first.shutdown()
         self.jobs.shutdown(wait=True)
+
+    def http_server(self, host: str = "0.0.0.0", port: int = 3000) -> SlackHTTPServer:
+        """The HTTP adapter for this app; ``port=0`` picks a free port."""
+        return SlackHTTPServer(self.app, host, port, ack_first=self.ack_first)
 
 
 def build_bot(settings: Settings, core: Core, *, job_options: JobOptions | None = None,
@@ -108,15 +116,16 @@ def build_bot(settings: Settings, core: Core, *, job_options: JobOptions | None 
         request_verification_enabled=True,
         token_verification_enabled=token_verification,
         logger=logging.getLogger("imgbot.slack.bolt"),
-        listener_executor=ThreadPoolExecutor(max_workers=max(8, settings.concurrency),
-                                             thread_name_prefix="imgbot-listener"),
+        listener_executor=QueueExecutor(max_workers=max(8, settings.concurrency),
+                                        thread_name_prefix="imgbot-listener"),
     )
     jobs = SlackJobs(core=core, client=client, settings=settings, options=job_options or JobOptions())
     memberships = MembershipCache(ttl_seconds=membership_ttl)
     app.use(IgnoreBotMessages())
     app.use(DropDuplicateDeliveries())
     listeners.register(app, core, jobs, memberships)
-    return SlackBot(app=app, jobs=jobs, memberships=memberships)
+    return SlackBot(app=app, jobs=jobs, memberships=memberships,
+                    ack_first=AckFirst(app, settings.slack_signing_secret or ""))
 
 
 def build_app(settings: Settings, core: Core) -> App:
@@ -127,10 +136,54 @@ def build_app(settings: Settings, core: Core) -> App:
 # -- HTTP ---------------------------------------------------------------------------------------
 
 
+class AckFirst:
+    """Events API deliveries are acknowledged as soon as their signature checks out; Bolt runs right after.
+
+    This is what Bolt itself does for events (``process_before_response=False`` acknowledges
+    before any listener runs), moved ahead of the middleware chain so a burst of events is
+    answered in well under 100 ms even while the pool works. Verification is slack_sdk's own
+    (signature and the five-minute window); anything else, or an event that fails the check,
+    goes through ``app.dispatch`` as usual, which answers 401 for a bad signature.
+    """
+
+    def __init__(self, app: App, signing_secret: str, executor: QueueExecutor | None = None) -> None:
+        self.app = app
+        self.verifier = SignatureVerifier(signing_secret) if signing_secret else None
+        self.executor = executor or QueueExecutor(max_workers=2, thread_name_prefix="imgbot-dispatch")
+
+    def try_ack(self, body: str, query: str, headers: dict[str, list[str]]) -> bool:
+        if self.verifier is None or '"event_callback"' not in body:
+            return False
+        timestamp = (headers.get("x-slack-request-timestamp") or [None])[0]
+        signature = (headers.get("x-slack-signature") or [None])[0]
+        try:
+            if not self.verifier.is_valid(body=body, timestamp=timestamp, signature=signature):
+                return False
+            if json.loads(body).get("type") != "event_callback":
+                return False
+        except (ValueError, AttributeError):
+            return False
+        self.executor.submit(self._dispatch, body, query, headers)
+        return True
+
+    def _dispatch(self, body: str, query: str, headers: dict[str, list[str]]) -> None:
+        try:
+            response = self.app.dispatch(BoltRequest(body=body, query=query, headers=headers))  # type: ignore[arg-type]
+            if response.status >= 400:
+                log.info("event dispatch answered %s: %s", response.status, (response.body or "")[:200])
+        except Exception:
+            log.exception("event dispatch failed")
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=True)
+
+
+
 class _Handler(BaseHTTPRequestHandler):
     """Converts HTTP to ``BoltRequest`` and back; no logic of its own."""
 
     app: App
+    ack_first: AckFirst | None = None
     protocol_version = "HTTP/1.1"
     timeout = 60  # idle keep-alive connections are closed after this
     server_version = "imgbot"
@@ -180,6 +233,9 @@ class _Handler(BaseHTTPRequestHandler):
         headers: dict[str, list[str]] = {}
         for name in self.headers.keys():
             headers[name.lower()] = self.headers.get_all(name) or []
+        if self.ack_first is not None and self.ack_first.try_ack(body, parts.query, headers):
+            self._write(200, b"")
+            return
         request = BoltRequest(body=body, query=parts.query, headers=headers)  # type: ignore[arg-type]
         response: BoltResponse = self.app.dispatch(request)
         self._write(response.status, (response.body or "").encode("utf-8"), response.headers)
@@ -194,8 +250,9 @@ class _Server(ThreadingHTTPServer):
 class SlackHTTPServer:
     """A threaded HTTP server for the Bolt app; ``port=0`` picks a free port (see ``.port``)."""
 
-    def __init__(self, app: App, host: str = "0.0.0.0", port: int = 3000) -> None:
-        handler = type("SlackEventsHandler", (_Handler,), {"app": app})
+    def __init__(self, app: App, host: str = "0.0.0.0", port: int = 3000, *, ack_first: AckFirst | None = None
+                 ) -> None:
+        handler = type("SlackEventsHandler", (_Handler,), {"app": app, "ack_first": ack_first})
         self._server = _Server((host, port), handler)
         self._thread: threading.Thread | None = None
 
@@ -248,7 +305,7 @@ def serve(settings: Settings, core: Core, *, host: str = "0.0.0.0",
             stop.wait()
             handler.close()
         else:
-            server = SlackHTTPServer(bot.app, host, settings.port).start()
+            server = bot.http_server(host, settings.port).start()
             log.info("imgbot listening on http://%s:%d (POST %s, GET %s)", server.host, server.port, EVENTS_PATH,
                      HEALTH_PATH)
             if ready:

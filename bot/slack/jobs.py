@@ -23,7 +23,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -38,6 +37,7 @@ from bot.core.types import IngestResult, Source
 from bot.errors import ImgbotError, NotFound
 from bot.slack import blocks, messages
 from bot.slack.download import Downloader
+from bot.slack.executor import QueueExecutor
 from bot.wiring import Core
 from db import slack_queries
 from db.slack_queries import MessageClaim
@@ -174,8 +174,8 @@ class SlackJobs:
         if self.downloader is None:
             self.downloader = Downloader(token=self.settings.slack_bot_token, api_url=self.settings.slack_api_url,
                                          max_bytes=self.settings.max_bytes)
-        self._pool = ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="imgbot-slack")
-        self._light = ThreadPoolExecutor(max_workers=2, thread_name_prefix="imgbot-slack-light")
+        self._pool = QueueExecutor(max_workers=self.settings.concurrency, thread_name_prefix="imgbot-slack")
+        self._light = QueueExecutor(max_workers=2, thread_name_prefix="imgbot-slack-light")
         self._scheduler: Scheduler | None = None
         self._lock = threading.Lock()
         self._inflight: set[int] = set()
