@@ -256,6 +256,22 @@ class TestOnSamples:
             thread.join()
         assert len(answers) == 4 and len(set(answers)) == 1
 
+    @pytest.mark.parametrize("mode", ["P", "RGBA", "LA", "L", "CMYK"])
+    def test_any_pillow_mode_is_read_with_transparency_shown_on_white(self, engine: LocalAnalyzer, mode: str) -> None:
+        from PIL import Image
+
+        from bot.samples.banners import render_banner
+
+        logo = render_banner([("SUMMER SALE", 96)], size=(900, 300), color=(10, 10, 10), background=(0, 0, 0))
+        alpha = logo.convert("L").point(lambda v: 255 if v > 5 else 0)  # text opaque, background transparent
+        rgba = Image.new("RGBA", logo.size, (200, 30, 30, 0))
+        rgba.paste((20, 20, 20, 255), mask=alpha)
+        converted = rgba if mode == "RGBA" else rgba.convert(mode)
+        data = io.BytesIO()
+        converted.save(data, format="JPEG" if mode == "CMYK" else "PNG")
+        analysis = engine.analyze(prepare_image(data.getvalue(), max_bytes=50_000_000, max_pixels=50_000_000))
+        assert "SUMMERSALE" in "".join(line.text for line in analysis.lines).replace(" ", "")
+
     def test_undecodable_bytes_raise_a_readable_analyzer_error(self, engine: LocalAnalyzer) -> None:
         good = prepared(SAMPLES["cat-chelsea.jpg"].path)
         broken = PreparedImage(**{**good.__dict__, "analysis_bytes": b"\xff\xd8\xff not really a jpeg"})

@@ -115,8 +115,7 @@ class Decoded:
                 width, height = opened.size
                 if opened.format == "JPEG":
                     opened.draft("RGB", (MAX_WORKING_SIDE, MAX_WORKING_SIDE))
-                image: Image.Image = opened.convert("RGB") if opened.mode != "RGB" else opened
-                image.load()
+                image = _to_rgb(opened)
         except Exception as exc:  # noqa: BLE001 - any decoder failure means the same to the user
             raise AnalyzerError(
                 "The offline analyser could not read this image.", detail=f"decode failed: {exc!r}"
@@ -152,6 +151,22 @@ class Decoded:
     @cached_property
     def aspect(self) -> float:
         return self.width / self.height
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """RGB pixels; transparent areas (logos, banners) are shown on white, as a viewer would."""
+    if image.mode == "RGB":
+        image.load()
+        return image
+    if image.mode == "P" or image.mode == "LA" or image.mode == "PA":
+        image = image.convert("RGBA")
+    if image.mode == "RGBA":
+        canvas = Image.new("RGB", image.size, (255, 255, 255))
+        canvas.paste(image, mask=image.getchannel("A"))
+        return canvas
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        image = image.point(lambda v: v / 256).convert("L")
+    return image.convert("RGB")
 
 
 # --- the lazy base and the per-process cache -------------------------------------------
