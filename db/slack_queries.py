@@ -66,14 +66,11 @@ def claim_message(
         "user_id": user_id, "file_ids": list(file_ids), "status": RECEIVED, "created_at": now,
     }
     dialect = session.get_bind().dialect.name
-    if dialect == "sqlite":
-        sqlite_stmt = sqlite.insert(SlackMessage).values(**values).on_conflict_do_nothing(
-            index_elements=["channel_id", "message_ts"])
-        return session.execute(sqlite_stmt).rowcount == 1  # type: ignore[attr-defined]
-    if dialect == "postgresql":
-        pg_stmt = postgresql.insert(SlackMessage).values(**values).on_conflict_do_nothing(
-            index_elements=["channel_id", "message_ts"])
-        return session.execute(pg_stmt).rowcount == 1  # type: ignore[attr-defined]
+    if dialect in ("sqlite", "postgresql"):
+        module = sqlite if dialect == "sqlite" else postgresql
+        stmt = module.insert(SlackMessage).values(**values).on_conflict_do_nothing(
+            index_elements=["channel_id", "message_ts"]).returning(SlackMessage.id)
+        return session.execute(stmt).scalar_one_or_none() is not None
     # Any other database: a savepoint makes the duplicate insert harmless.
     try:
         with session.begin_nested():
