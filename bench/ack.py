@@ -3,10 +3,12 @@
 Three processes on loopback, so they do not share one interpreter's CPU:
 
 * a fake Slack Web API (``tests/fakes/slack_api.py``) holding N image files;
-* the app as ``imgbot serve`` builds it (``build_core`` + ``build_bot``, HTTP on a free
-  port, a temporary SQLite database, in-memory storage and the scripted fake analyser);
-* a sender that fires N signed ``file_share`` events at once (one connection each,
-  released together by a barrier) and times each request until its response.
+* the app run by ``bot.slack.app.serve`` exactly as ``imgbot serve`` runs it (its edge process
+  on a free port in front of the Bolt app), on a temporary SQLite database, in-memory storage
+  and the scripted fake analyser;
+* a sender that fires N signed ``file_share`` events at once (one connection each, opened
+  beforehand, all requests written in one go from one event loop) and times each request
+  until its response has been read.
 
 Prints p50/p95/p99/max of the ack latency (target: p99 < 100 ms) and how many of the N
 messages got their threaded reply (must be all).
@@ -20,11 +22,11 @@ import argparse
 import json
 import logging
 import multiprocessing as mp
+import queue
 import statistics
-import os
+import threading
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -61,36 +63,49 @@ def run_fake_slack(count: int, setup: Any, control: Any) -> None:
 
 
 def run_sender(port: int, envelopes: list[str], secret: str, results: Any) -> None:
-    import http.client
+    """One event loop, one connection per event, all requests written at once; each timed to its response."""
+    import asyncio
 
     from tests.slack_helpers import signed_headers
 
-    barrier = threading.Barrier(len(envelopes))
-    latencies: list[float] = []
-    statuses: list[int] = []
-    lock = threading.Lock()
+    async def burst() -> dict[str, list[Any]]:
+        raws = []
+        for body in envelopes:
+            headers = signed_headers(body, "application/json", secret=secret)
+            head = "POST /slack/events HTTP/1.1\r\nHost: 127.0.0.1\r\n" + "".join(
+                f"{name}: {value}\r\n" for name, value in headers.items())
+            raws.append(f"{head}Content-Length: {len(body.encode())}\r\n\r\n".encode() + body.encode())
+        connections = [await asyncio.open_connection("127.0.0.1", port) for _ in raws]
+        latencies = [0.0] * len(raws)
+        statuses = [0] * len(raws)
 
-    def send(body: str) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        conn.connect()
-        headers = signed_headers(body, "application/json", secret=secret)
-        barrier.wait()
-        started = time.perf_counter()
-        conn.request("POST", "/slack/events", body=body.encode(), headers=headers)
-        response = conn.getresponse()
-        response.read()
-        elapsed = time.perf_counter() - started
-        conn.close()
-        with lock:
-            latencies.append(elapsed)
-            statuses.append(response.status)
+        async def one(index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes) -> None:
+            started = time.perf_counter()
+            writer.write(raw)
+            await writer.drain()
+            status_line = await reader.readline()
+            length = 0
+            while True:
+                line = await reader.readline()
+                if line in (b"\r\n", b""):
+                    break
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            if length:
+                await reader.readexactly(length)
+            latencies[index] = time.perf_counter() - started
+            statuses[index] = int(status_line.split()[1])
+            writer.close()
 
-    threads = [threading.Thread(target=send, args=(body,)) for body in envelopes]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    results.put({"latencies": latencies, "statuses": statuses})
+        await asyncio.gather(*(one(i, reader, writer, raw)
+                               for i, ((reader, writer), raw) in enumerate(zip(connections, raws))))
+        return {"latencies": latencies, "statuses": statuses}
+
+    results.put(asyncio.run(burst()))
+
+
+def ctx_queue() -> queue.Queue[str]:
+    return queue.Queue()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -104,12 +119,10 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=200)
     parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args()
-    if os.environ.get("SWITCH"):
-        sys.setswitchinterval(float(os.environ["SWITCH"]))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
 
     from bot.config import Settings
-    from bot.slack.app import build_bot
+    from bot.slack.app import serve
     from bot.storage.memory import MemoryStorage
     from bot.wiring import build_core
     from tests.fakes.analyzer import FakeAnalyzer
@@ -129,14 +142,16 @@ def main() -> int:
                             slack_api_url=info["api_url"], annotate=True)
         analyzer = FakeAnalyzer()
         core = build_core(settings, storage=MemoryStorage(), analyzer_factory=lambda: analyzer)
-        bot = build_bot(settings, core)
-        bot.start()
-        server = bot.http_server("127.0.0.1", 0).start()
+        stop, ready = threading.Event(), ctx_queue()
+        runner = threading.Thread(target=serve, args=(settings.replace(port=0), core),
+                                  kwargs={"host": "127.0.0.1", "stop": stop, "ready": ready.put}, daemon=True)
+        runner.start()
+        port = json.loads(ready.get(timeout=60))["port"]
         bodies = [json.dumps(envelope(file_share_message([file], channel=CHANNEL, ts=ts), team_id=info["team_id"],
                                       bot_user_id=info["bot_user_id"]))
                   for ts, file in info["messages"]]
         started = time.perf_counter()
-        sender = ctx.Process(target=run_sender, args=(server.port, bodies, secret, results), daemon=True)
+        sender = ctx.Process(target=run_sender, args=(port, bodies, secret, results), daemon=True)
         sender.start()
         measured = results.get(timeout=args.timeout)
         sender.join()
@@ -151,8 +166,8 @@ def main() -> int:
             time.sleep(0.25)
         total = time.perf_counter() - started
 
-        server.stop()
-        bot.stop()
+        stop.set()
+        runner.join(timeout=30)
         core.database.dispose()
     control.send("stop")
     control.recv()

@@ -753,3 +753,46 @@ def _healthy(port: int) -> bool:
         return sh.get(port, "/healthz")[0] == 200
     except OSError:
         return False
+
+
+# -- serve(): the edge process in front of the app ----------------------------------------------------
+
+
+def test_serve_over_http_acks_through_the_edge_and_relays_everything_else(harness: Harness) -> None:
+    import threading
+
+    from bot.slack.app import serve
+
+    core = build_core(harness.settings, storage=harness.storage, analyzer_factory=lambda: harness.analyzer)
+    stop, ready = threading.Event(), []
+    thread = threading.Thread(target=serve, args=(harness.settings.replace(port=0), core),
+                              kwargs={"host": "127.0.0.1", "stop": stop, "ready": ready.append}, daemon=True)
+    thread.start()
+    try:
+        sh.wait_until(lambda: ready, timeout=30)
+        port = json.loads(ready[0])["port"]
+        assert sh.get(port, "/healthz") == (200, '{"ok":true}')
+
+        ts = harness.slack.new_ts()
+        files = [harness.slack.add_file(make_image(), channel=PUBLIC, ts=ts)]
+        envelope = sh.envelope(sh.file_share_message(files, channel=PUBLIC, ts=ts), team_id=harness.slack.team_id,
+                               bot_user_id=harness.slack.bot_user_id)
+        assert sh.send_event(port, envelope, secret="wrong")[0] == 401
+        assert sh.send_event(port, envelope, timestamp=int(time.time()) - 400)[0] == 401
+        assert sh.send_event(port, envelope) == (200, "")
+        assert sh.send_event(port, envelope, retry_num=1)[0] == 200
+        harness.replies(ts)
+
+        challenge = json.dumps({"token": "x", "challenge": "abc123", "type": "url_verification"})
+        assert "abc123" in sh.post(port, challenge, sh.signed_headers(challenge, "application/json"))[1]
+        url = f"{harness.slack.url}response/edge"
+        status, body = sh.send_form(port, sh.slash_command("/imgsearch", "help", user_id=ALICE, channel_id=PUBLIC,
+                                                           team_id=harness.slack.team_id, response_url=url))
+        assert status == 200 and "ephemeral" in body
+        time.sleep(0.5)
+        assert len(harness.slack.calls_to("chat.postMessage")) == 1
+    finally:
+        stop.set()
+        thread.join(20)
+        core.database.dispose()
+    assert not thread.is_alive()

@@ -6,6 +6,8 @@ honoured). ``serve(settings, core)`` runs it: Socket Mode when ``SLACK_APP_TOKEN
 otherwise a threaded HTTP server on ``$PORT`` with ``POST /slack/events`` and
 ``GET /healthz``. As in bolt's adapters, the HTTP adapter only converts: it turns the
 request into a ``BoltRequest``, calls ``app.dispatch`` and writes the ``BoltResponse`` back.
+In ``serve`` it listens on loopback behind the edge (``bot/slack/edge.py``), a small process
+that owns ``$PORT`` and acknowledges verified event deliveries before the app sees them.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.slack import listeners
+from bot.slack.edge import EdgeProcess
 from bot.slack.executor import QueueExecutor
 from bot.slack.jobs import JobOptions, SlackJobs
 from bot.slack.memberships import MembershipCache
@@ -305,13 +308,20 @@ def serve(settings: Settings, core: Core, *, host: str = "0.0.0.0",
             stop.wait()
             handler.close()
         else:
-            server = bot.http_server(host, settings.port).start()
-            log.info("imgbot listening on http://%s:%d (POST %s, GET %s)", server.host, server.port, EVENTS_PATH,
+            # The Bolt adapter listens on loopback only; the edge process owns $PORT and answers Slack at once.
+            app_server = bot.http_server("127.0.0.1", 0).start()
+            edge = EdgeProcess(host=host, port=settings.port, upstream_port=app_server.port,
+                               secret=settings.slack_signing_secret or "", log_level=settings.log_level).start()
+            log.info("imgbot listening on http://%s:%d (POST %s, GET %s)", edge.host, edge.port, EVENTS_PATH,
                      HEALTH_PATH)
             if ready:
-                ready(json.dumps({"host": server.host, "port": server.port}))
-            stop.wait()
-            server.stop()
+                ready(json.dumps({"host": edge.host, "port": edge.port}))
+            while not stop.wait(1.0):
+                if not edge.alive:
+                    log.error("the HTTP edge process stopped unexpectedly; shutting down")
+                    break
+            edge.stop()
+            app_server.stop()
     finally:
         bot.stop()
         log.info("imgbot stopped")
