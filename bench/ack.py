@@ -24,9 +24,9 @@ import logging
 import multiprocessing as mp
 import queue
 import statistics
-import threading
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -98,7 +98,7 @@ def run_sender(port: int, envelopes: list[str], secret: str, results: Any) -> No
             writer.close()
 
         await asyncio.gather(*(one(i, reader, writer, raw)
-                               for i, ((reader, writer), raw) in enumerate(zip(connections, raws))))
+                               for i, ((reader, writer), raw) in enumerate(zip(connections, raws, strict=True))))
         return {"latencies": latencies, "statuses": statuses}
 
     results.put(asyncio.run(burst()))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from PIL import Image
 
@@ -12,7 +12,7 @@ from bot.core.records import ImageRecord
 from bot.core.types import BoundingBox, Label, LabelInstance, TextDetection
 from tests.images import make_image
 
-NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def record(*, labels: tuple[Label, ...] = (), text: tuple[TextDetection, ...] = ()) -> ImageRecord:
@@ -32,7 +32,8 @@ def test_label_and_text_boxes_are_drawn_on_a_copy_of_the_same_size() -> None:
         pixels = image.convert("RGB")
         assert pixels.getpixel((40, 200)) != (250, 250, 250)  # the left edge of the dog's box
         assert pixels.getpixel((240, 271)) != (250, 250, 250)  # the text line's box
-        assert max(abs(a - b) for a, b in zip(pixels.getpixel((120, 150)), (250, 250, 250))) < 12  # inside: untouched
+        inside = pixels.getpixel((120, 150))  # inside the box: untouched
+        assert max(abs(a - b) for a, b in zip(inside, (250, 250, 250), strict=True)) < 12
 
 
 def test_boxes_are_placed_on_the_exif_oriented_image() -> None:

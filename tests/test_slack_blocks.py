@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from bot.core.records import ImageRecord, LabelCount, ModerationDecisionRecord, ReportData, SearchHit, SearchPage, \
-    SightingRecord
+from bot.core.records import (
+    ImageRecord,
+    LabelCount,
+    ModerationDecisionRecord,
+    ReportData,
+    SearchHit,
+    SearchPage,
+    SightingRecord,
+)
 from bot.core.types import BoundingBox, Label, ModerationLabel, TextDetection
 from bot.slack import blocks
 from bot.slack.blocks import ImageOutcome
 
-NOW = datetime(2026, 1, 15, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 
 
 def record(id: int = 1, *, labels: tuple[Label, ...] = (), lines: tuple[str, ...] = (),
@@ -166,7 +173,8 @@ def test_the_moderation_notice_has_confirm_and_dismiss_and_after_a_click_says_wh
     text, notice = blocks.moderation_notice(image, channel_id="C1", permalink="https://x/p1?thread_ts=1&cid=C1",
                                             file_name="<!channel>.png", moderation_min_confidence=60)
     buttons = [b for b in notice if b["type"] == "actions"][0]["elements"]
-    assert [(b["action_id"], b["value"]) for b in buttons] == [(blocks.ACTION_CONFIRM, "9"), (blocks.ACTION_DISMISS, "9")]
+    assert [(b["action_id"], b["value"]) for b in buttons] == [(blocks.ACTION_CONFIRM, "9"),
+                                                               (blocks.ACTION_DISMISS, "9")]
     assert "<https://x/p1?thread_ts=1&amp;cid=C1|the message>" in all_text(notice)
     assert "<!channel>" not in text + all_text(notice)
     decided = blocks.moderation_decided(notice, decision="confirmed", user_id="U0MOD", decided_at=NOW)

@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -569,7 +570,7 @@ def test_a_restart_in_between_does_not_reply_twice(harness: Harness) -> None:
 
 
 def test_work_a_crash_left_unfinished_is_finished_on_start_up(harness: Harness) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     ts = harness.slack.new_ts()
     files = [harness.slack.add_file(make_image(), channel=PUBLIC, ts=ts)]
@@ -577,7 +578,7 @@ def test_work_a_crash_left_unfinished_is_finished_on_start_up(harness: Harness) 
     with core.database.transaction() as session:  # what a crash right after the claim leaves behind
         assert slack_queries.claim_message(session, team_id=harness.slack.team_id, channel_id=PUBLIC, message_ts=ts,
                                            thread_ts=None, user_id=ALICE, file_ids=[files[0]["id"]],
-                                           now=datetime.now(timezone.utc))
+                                           now=datetime.now(UTC))
     core.database.dispose()
 
     harness.start()
@@ -648,8 +649,8 @@ def test_socket_mode_serves_the_same_app(harness: Harness) -> None:
     settings = harness.settings.replace(slack_app_token=harness.slack.app_token, slack_signing_secret=None)
     core = build_core(settings, storage=harness.storage, analyzer_factory=lambda: harness.analyzer)
     stop, ready = threading.Event(), threading.Event()
-    thread = threading.Thread(target=serve, args=(settings, core), kwargs={"stop": stop, "ready": lambda _: ready.set()},
-                              daemon=True)
+    thread = threading.Thread(target=serve, args=(settings, core),
+                              kwargs={"stop": stop, "ready": lambda _: ready.set()}, daemon=True)
     thread.start()
     try:
         assert ready.wait(10)

@@ -26,12 +26,12 @@ from slack_bolt import App, BoltResponse
 from slack_bolt.request import BoltRequest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_sdk.signature import SignatureVerifier
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
     ServerErrorRetryHandler,
 )
+from slack_sdk.signature import SignatureVerifier
 
 from bot.config import Settings
 from bot.errors import ConfigError
@@ -157,8 +157,8 @@ class AckFirst:
     def try_ack(self, body: str, query: str, headers: dict[str, list[str]]) -> bool:
         if self.verifier is None or '"event_callback"' not in body:
             return False
-        timestamp = (headers.get("x-slack-request-timestamp") or [None])[0]
-        signature = (headers.get("x-slack-signature") or [None])[0]
+        timestamp = next(iter(headers.get("x-slack-request-timestamp") or []), None)
+        signature = next(iter(headers.get("x-slack-signature") or []), None)
         try:
             if not self.verifier.is_valid(body=body, timestamp=timestamp, signature=signature):
                 return False
@@ -301,12 +301,12 @@ def serve(settings: Settings, core: Core, *, host: str = "0.0.0.0",
             from slack_bolt.adapter.socket_mode import SocketModeHandler
 
             handler = SocketModeHandler(bot.app, settings.slack_app_token)
-            handler.connect()
+            handler.connect()  # type: ignore[no-untyped-call]
             log.info("imgbot connected to Slack over Socket Mode")
             if ready:
                 ready("socket-mode")
             stop.wait()
-            handler.close()
+            handler.close()  # type: ignore[no-untyped-call]
         else:
             # The Bolt adapter listens on loopback only; the edge process owns $PORT and answers Slack at once.
             app_server = bot.http_server("127.0.0.1", 0).start()

@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.core.records import ImageRecord, ReportData, SearchHit, SearchPage
@@ -84,8 +84,8 @@ def divider() -> Block:
 def slack_date(when: datetime) -> str:
     """Slack renders ``<!date^…>`` in each reader's own time zone; the fallback is UTC."""
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    fallback = when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        when = when.replace(tzinfo=UTC)
+    fallback = when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"<!date^{int(when.timestamp())}^{{date_short_pretty}} {{time}}|{fallback}>"
 
 

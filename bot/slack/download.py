@@ -140,7 +140,8 @@ class Downloader:
             if status in (301, 302, 303, 307, 308):
                 target = urljoin(current, str(body_or_location))
                 if urlsplit(target).scheme.lower() not in _DEFAULT_PORTS:
-                    raise DownloadError(messages.download_failed(), detail=f"redirect to non-HTTP URL from {_host(url)}")
+                    raise DownloadError(messages.download_failed(),
+                                        detail=f"redirect to non-HTTP URL from {_host(url)}")
                 # Once the token has been withheld it stays withheld, even if the chain comes back.
                 send_token = send_token and _origin(target) == _origin(current) and is_trusted(target, self.api_url)
                 log.debug("redirect from %s to %s (token %s)", _host(current), _host(target),
@@ -157,14 +158,17 @@ class Downloader:
             request.add_header("Authorization", f"Bearer {self.token}")
         request.add_header("User-Agent", "imgbot")
         try:
-            response = self.opener(request, self.timeout) if self.opener else _opener.open(request, timeout=self.timeout)
+            if self.opener is not None:
+                response = self.opener(request, self.timeout)
+            else:
+                response = _opener.open(request, timeout=self.timeout)
         except urllib.error.HTTPError as err:
             if err.code in (301, 302, 303, 307, 308):
                 location = err.headers.get("Location")
                 err.close()
                 if not location:
-                    raise DownloadError(messages.download_failed(), detail=f"redirect without Location from {_host(url)}"
-                                        ) from None
+                    raise DownloadError(messages.download_failed(),
+                                        detail=f"redirect without Location from {_host(url)}") from None
                 return err.code, {}, location
             err.close()
             if err.code in (404, 410):

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from slack_sdk import WebClient
@@ -253,7 +253,7 @@ class SlackJobs:
     # -- claiming ---------------------------------------------------------------------------
 
     def _claim_and_submit(self, work: MessageWork) -> bool:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with self.core.database.transaction() as session:
             inserted = slack_queries.claim_message(
                 session, team_id=work.team_id, channel_id=work.channel_id, message_ts=work.message_ts,
@@ -318,7 +318,7 @@ class SlackJobs:
 
     def sweep(self, *, everything: bool = False) -> int:
         """Submit ``received`` claims nobody here is working on; ``everything`` at start-up. Returns how many."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         cutoff = None if everything else now - timedelta(seconds=self.options.stale_after)
         with self.core.database.transaction() as session:
             claims = slack_queries.unfinished(session, created_before=cutoff)
@@ -350,7 +350,7 @@ class SlackJobs:
         file_id, channel_id = event.get("file_id") or (event.get("file") or {}).get("id"), event.get("channel_id")
         if not file_id or not channel_id:
             return
-        since = datetime.now(timezone.utc) - timedelta(days=1)
+        since = datetime.now(UTC) - timedelta(days=1)
         with self.core.database.transaction() as session:
             if slack_queries.claims_with_file(session, channel_id, file_id, since=since):
                 log.debug("file_shared %s in %s: its message is already handled", file_id, channel_id)
@@ -400,7 +400,7 @@ class SlackJobs:
     # -- processing one message -------------------------------------------------------------
 
     def _process(self, claim: MessageClaim, work: MessageWork) -> str:
-        giving_up = (datetime.now(timezone.utc) - _aware(claim.created_at)).total_seconds() > self.options.give_up_after
+        giving_up = (datetime.now(UTC) - _aware(claim.created_at)).total_seconds() > self.options.give_up_after
         self._react(work, EYES, add=True)
         permalink = self._permalink(work)
         channel_name = self._channel_name(work.channel_id)
@@ -424,7 +424,7 @@ class SlackJobs:
 
         annotated = [(r.outcome, r.annotated) for r in results if r.outcome is not None and r.annotated is not None]
         if annotated:
-            self._upload_annotated(work, annotated)  # type: ignore[arg-type]
+            self._upload_annotated(work, annotated)
         threshold = self.settings.moderation_min_confidence
         flagged = [o for o in outcomes if o.flagged(threshold)]
         if moderation_channel:
@@ -437,7 +437,7 @@ class SlackJobs:
 
     def _finish(self, claim: MessageClaim, reply_ts: str | None) -> None:
         with self.core.database.transaction() as session:
-            slack_queries.mark_replied(session, claim.id, reply_ts, datetime.now(timezone.utc))
+            slack_queries.mark_replied(session, claim.id, reply_ts, datetime.now(UTC))
 
     def _handle_file(self, work: MessageWork, file: dict[str, Any], permalink: str | None,
                      channel_name: str | None) -> _FileResult:
@@ -553,7 +553,8 @@ class SlackJobs:
         if cached is not None and cached.expires > now:
             return cached.value
         try:
-            name = self.client.conversations_info(channel=channel_id)["channel"].get("name")
+            found = self.client.conversations_info(channel=channel_id)["channel"].get("name")
+            name = str(found) if found else None
         except (SlackApiError, SlackClientError, OSError, KeyError) as err:
             log.info("no channel name for %s: %s", channel_id, _describe(err))
             name = None
@@ -564,8 +565,8 @@ class SlackJobs:
         uploads = []
         for outcome, image in items:
             stem = outcome.name.rsplit(".", 1)[0] if "." in outcome.name else outcome.name
-            labels = ", ".join(label.name for label in (outcome.record.top_labels(  # type: ignore[union-attr]
-                self.settings.label_min_confidence, 5) if outcome.record else ()))
+            top = outcome.record.top_labels(self.settings.label_min_confidence, 5) if outcome.record else ()
+            labels = ", ".join(label.name for label in top)
             uploads.append({
                 "file": image.data, "filename": f"{stem}-annotated.{image.extension}",
                 "title": f"{outcome.name}, annotated", "alt_txt": (labels or "annotated image")[:1000],
@@ -609,4 +610,4 @@ def _describe(err: BaseException) -> str:
 
 
 def _aware(when: datetime) -> datetime:
-    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)

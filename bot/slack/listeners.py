@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -129,11 +129,13 @@ def register(app: App, core: Core, jobs: SlackJobs, memberships: MembershipCache
         log.info("moderation image=%s decision=%s by=%s", image_id, decision, user_id)
         message = body.get("message") or {}
         decided = blocks.moderation_decided(message.get("blocks") or [], decision=decision, user_id=user_id,
-                                            decided_at=datetime.now(timezone.utc))
+                                            decided_at=datetime.now(UTC))
+        message_ts = message.get("ts") or (body.get("container") or {}).get("message_ts")
+        if not channel_id or not message_ts:
+            return
         try:
-            client.chat_update(channel=channel_id, ts=message.get("ts") or (body.get("container") or {}).get(
-                "message_ts"), text=f"{message.get('text', '')} {messages.moderation_decision(decision, user_id)}",
-                blocks=decided)
+            client.chat_update(channel=str(channel_id), ts=str(message_ts), blocks=decided,
+                               text=f"{message.get('text', '')} {messages.moderation_decision(decision, user_id)}")
         except (SlackApiError, SlackClientError, OSError) as err:
             log.warning("moderation notice not updated: %s", err)
 

@@ -215,7 +215,8 @@ class FakeSlack:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     seen = sorted({c.method for c in self.calls})
-                    raise AssertionError(f"expected {count} call(s) to {method}, got {len(found)}; methods seen: {seen}")
+                    raise AssertionError(f"expected {count} call(s) to {method}, got {len(found)}; "
+                                         f"methods seen: {seen}")
                 self._cond.wait(remaining)
 
     def _record(self, call: Call) -> None:
