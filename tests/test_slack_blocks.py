@@ -179,3 +179,14 @@ def test_the_moderation_notice_has_confirm_and_dismiss_and_after_a_click_says_wh
     assert "<!channel>" not in text + all_text(notice)
     decided = blocks.moderation_decided(notice, decision="confirmed", user_id="U0MOD", decided_at=NOW)
     assert not [b for b in decided if b["type"] == "actions"] and "confirmed by <@U0MOD>" in all_text(decided)
+
+
+def test_the_report_summary_counts_moderators_decisions() -> None:
+    flagged = (ModerationLabel("Violence", 80.0),)
+    images = (record(1, moderation=flagged, decision=ModerationDecisionRecord("confirmed", "U1", NOW)),
+              record(2, moderation=flagged, decision=ModerationDecisionRecord("dismissed", "U1", NOW)),
+              record(3, moderation=flagged))
+    data = ReportData(title="imgbot report", query="", generated_at=NOW, label_min_confidence=75,
+                      moderation_min_confidence=60, images=images, top_labels=())
+    _, message_blocks = blocks.report_summary(data)
+    assert "*Flagged images:* 3 (1 confirmed, 1 dismissed by moderators, 1 awaiting review)" in all_text(message_blocks)

@@ -298,10 +298,15 @@ def search_page(page: SearchPage, *, label_min_confidence: float,
 
 def report_summary(data: ReportData, *, requested_by: str | None = None, label_limit: int = 10
                    ) -> tuple[str, list[Block]]:
+    decided = [i.moderation_decision.decision for i in data.flagged if i.moderation_decision is not None]
+    review = ""
+    if decided:
+        review = (f" ({decided.count('confirmed')} confirmed, {decided.count('dismissed')} dismissed by moderators"
+                  f", {len(data.flagged) - len(decided)} awaiting review)")
     counts = (
         f"*Images analysed:* {len(data.analysed)}\n"
         f"*Images with text:* {len(data.with_text)}\n"
-        f"*Flagged images:* {len(data.flagged)}\n"
+        f"*Flagged images:* {len(data.flagged)}{review}\n"
         f"*Failures:* {len(data.failed)}"
     )
     top = data.top_labels[:label_limit]

@@ -123,8 +123,9 @@ def register(app: App, core: Core, jobs: SlackJobs, memberships: MembershipCache
             return
         try:
             core.record_moderation_decision(image_id, decision, user_id)
-        except ImgbotError as err:
-            respond(response_type="ephemeral", replace_original=False, text=err.user_message)
+        except Exception:
+            log.exception("moderation decision for image=%s not recorded", image_id)
+            respond(response_type="ephemeral", replace_original=False, text=messages.unexpected_error())
             return
         log.info("moderation image=%s decision=%s by=%s", image_id, decision, user_id)
         message = body.get("message") or {}
@@ -171,6 +172,9 @@ def _search(core: Core, memberships: MembershipCache, client: WebClient, user_id
         result = core.search(query, channels=channels, page=page, per_page=PER_PAGE)
     except ImgbotError as err:
         return blocks.plain(err.user_message)
+    except Exception:
+        log.exception("search failed for user=%s", user_id)
+        return blocks.plain(messages.unexpected_error())
     return blocks.search_page(result, label_min_confidence=core.settings.label_min_confidence,
                               moderation_min_confidence=core.settings.moderation_min_confidence)
 
@@ -197,6 +201,10 @@ def _report(core: Core, memberships: MembershipCache, client: WebClient, respond
         content = core.render_report(data, fmt)
     except ImgbotError as err:
         respond(response_type="ephemeral", text=err.user_message)
+        return
+    except Exception:
+        log.exception("report failed for user=%s", user_id)
+        respond(response_type="ephemeral", text=messages.unexpected_error())
         return
     text, summary = blocks.report_summary(data, requested_by=user_id)
     stamp = data.generated_at.strftime("%Y-%m-%d")
