@@ -88,7 +88,9 @@ def test_any_other_url_is_refused_before_a_byte_is_sent(url: str) -> None:
 def test_slack_api_url_adds_its_own_origin_and_govslack_file_host() -> None:
     assert is_trusted("http://127.0.0.1:8000/files/F1/x.png", "http://127.0.0.1:8000/api/")
     assert not is_trusted("http://127.0.0.1:8001/files/F1/x.png", "http://127.0.0.1:8000/api/")
-    assert not is_trusted("http://localhost:8000/files/F1/x.png", "http://127.0.0.1:8000/api/")
+    assert is_trusted("http://localhost:8000/files/F1/x.png", "http://127.0.0.1:8000/api/")  # the same server
+    assert not is_trusted("http://localhost:8001/files/F1/x.png", "http://127.0.0.1:8000/api/")
+    assert not is_trusted("http://127.0.0.2:8000/files/F1/x.png", "http://localhost:8000/api/")
     assert is_trusted("https://files.slack-gov.com/files-pri/T1-F1/x.png", "https://slack-gov.com/api/")
     assert is_trusted(FILE, "https://slack-gov.com/api/")
 

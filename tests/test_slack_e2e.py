@@ -285,6 +285,9 @@ def test_other_messages_and_url_verification_are_answered(app: Harness) -> None:
     status, _ = app.event({"type": "message", "text": "hello", "user": ALICE, "ts": app.slack.new_ts(),
                            "channel": PUBLIC, "channel_type": "channel", "event_ts": "1.2"})
     assert status == 200
+    status, _ = app.event({"type": "reaction_added", "user": ALICE, "reaction": "thumbsup", "event_ts": "1.3",
+                           "item": {"type": "message", "channel": PUBLIC, "ts": "1.1"}})
+    assert status == 200
     body = json.dumps({"token": "x", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P",
                        "type": "url_verification"})
     status, answer = sh.post(app.port, body, sh.signed_headers(body, "application/json"))

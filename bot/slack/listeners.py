@@ -61,6 +61,10 @@ def register(app: App, core: Core, jobs: SlackJobs, memberships: MembershipCache
         if file_id:
             jobs.delete_file(str(file_id))
 
+    @app.event(re.compile(".*"))
+    def on_any_other_event() -> None:
+        """Events imgbot does not use are acknowledged (a 404 would make Slack retry them)."""
+
     # -- /imgsearch -------------------------------------------------------------------------
 
     def ack_search(ack: Ack, command: dict[str, Any]) -> None:
