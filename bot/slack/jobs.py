@@ -238,9 +238,6 @@ class SlackJobs:
     def delete_message(self, channel_id: str, message_ts: str) -> None:
         self._submit_light(self._delete, self.core.delete_slack_message, channel_id, message_ts)
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        self._submit_light(fn, *args)
-
     def _submit_light(self, fn: Callable[..., Any], *args: Any) -> None:
         if not self._stopped:
             self._light.submit(self._safely, fn, *args)

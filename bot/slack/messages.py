@@ -43,10 +43,6 @@ def unexpected_error() -> str:
     return "Something unexpected went wrong on my side; the team running imgbot can find the details in its log."
 
 
-def search_help() -> str:
-    return "How to search the pictures posted in channels you are in."
-
-
 def search_no_results(query: str) -> str:
     return f"No pictures match {query}."
 

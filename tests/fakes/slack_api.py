@@ -20,7 +20,6 @@ import base64
 import hashlib
 import itertools
 import json
-import os
 import socket
 import struct
 import threading
@@ -574,7 +573,3 @@ class _WebSocket:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-
-
-def random_hex(n: int = 8) -> str:
-    return os.urandom(n).hex()
