@@ -302,7 +302,7 @@ class SlackJobs:
             delays = self.options.retry_delays
             delay = delays[min(attempt, len(delays) - 1)]
             self._retry_due[claim.id] = time.monotonic() + delay
-        self._later(delay, lambda: self._retry(claim, work))
+        self._later(delay, lambda: self._submit_light(self._retry, claim, work))
 
     def _retry(self, claim: MessageClaim, work: MessageWork) -> None:
         with self.core.database.transaction() as session:
@@ -397,6 +397,10 @@ class SlackJobs:
     # -- processing one message -------------------------------------------------------------
 
     def _process(self, claim: MessageClaim, work: MessageWork) -> str:
+        with self.core.database.transaction() as session:
+            current = slack_queries.get_message(session, claim.channel_id, claim.message_ts)
+        if current is None or current.status != slack_queries.RECEIVED:
+            return "already-replied"  # a sweep or a retry raced with the run that finished it
         giving_up = (datetime.now(UTC) - _aware(claim.created_at)).total_seconds() > self.options.give_up_after
         self._react(work, EYES, add=True)
         permalink = self._permalink(work)
