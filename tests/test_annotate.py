@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from PIL import Image
 
-from bot.core.annotate import annotate, has_boxes
+from bot.core.annotate import annotate, has_findings
 from bot.core.records import ImageRecord
 from bot.core.types import BoundingBox, Label, LabelInstance, TextDetection
 from tests.images import make_image
@@ -49,6 +49,15 @@ def test_png_stays_png_and_large_images_are_scaled_down() -> None:
     assert annotated.format == "PNG" and annotated.extension == "png" and max(annotated.width, annotated.height) == 2048
 
 
+def test_the_top_labels_are_written_along_the_bottom() -> None:
+    original = make_image("PNG", size=(400, 300), colour=(250, 250, 250))
+    annotated = annotate(original, record(labels=(Label("Sky", 99.0), Label("Cloud", 80.0))), min_confidence=75)
+    with Image.open(io.BytesIO(annotated.data)) as image:
+        assert image.convert("RGB").getpixel((399, 299)) == (0, 0, 0)  # the caption strip
+        assert image.convert("RGB").getpixel((200, 100)) == (250, 250, 250)
+
+
 def test_nothing_to_draw_is_known_in_advance() -> None:
-    assert not has_boxes(record(labels=(Label("Sky", 99.0),)))
-    assert has_boxes(record(text=(TextDetection(0, "LINE", "x", 99.0, BoundingBox(0, 0, 1, 1)),)))
+    assert not has_findings(record(labels=(Label("Blurry", 40.0),)), min_confidence=75)
+    assert has_findings(record(labels=(Label("Sky", 99.0),)), min_confidence=75)
+    assert has_findings(record(text=(TextDetection(0, "LINE", "x", 99.0, BoundingBox(0, 0, 1, 1)),)))

@@ -36,14 +36,15 @@ class Annotated:
         return "image/png" if self.format == "PNG" else "image/jpeg"
 
 
-def has_boxes(record: ImageRecord, min_confidence: float = 0.0) -> bool:
-    """True when there is anything to draw."""
-    return any(label.instances for label in record.labels if label.confidence >= min_confidence) or bool(record.lines)
+def has_findings(record: ImageRecord, min_confidence: float = 0.0) -> bool:
+    """True when there is anything to draw: a label at or above ``min_confidence``, or a line of text."""
+    return any(label.confidence >= min_confidence for label in record.labels) or bool(record.lines)
 
 
 def annotate(original: bytes, record: ImageRecord, *, min_confidence: float = 0.0,
              max_side: int = MAX_SIDE) -> Annotated:
-    """Return a JPEG (PNG for PNG/GIF originals) with label instance boxes and text LINE boxes drawn."""
+    """Return a JPEG (PNG for PNG/GIF originals) with label instance boxes and text LINE boxes drawn,
+    and the top labels written in a strip along the bottom edge."""
     with Image.open(io.BytesIO(original)) as opened:
         opened.seek(0)
         image = ImageOps.exif_transpose(opened)
@@ -64,6 +65,10 @@ def annotate(original: bytes, record: ImageRecord, *, min_confidence: float = 0.
                  f"{label.name} {instance.confidence:.0f}%", font)
     for line in record.lines:
         _box(draw, line.box, width, height, TEXT_COLOUR, stroke, None, font)
+    top = record.top_labels(min_confidence, 5)
+    if top:
+        _caption(draw, " · ".join(f"{label.name} {label.confidence:.0f}%" for label in top), width, height,
+                 stroke, font)
 
     out = io.BytesIO()
     fmt = "PNG" if source_format in {"PNG", "GIF"} else "JPEG"
@@ -92,6 +97,16 @@ def _box(draw: ImageDraw.ImageDraw, box: BoundingBox, width: int, height: int, c
         y = top - text_h - 2 * stroke if top - text_h - 2 * stroke >= 0 else top
         draw.rectangle((left, y, left + text_w + 2 * stroke, y + text_h + 2 * stroke), fill=tuple(colour))
         draw.text((left + stroke, y + stroke - text_box[1]), caption, fill=(0, 0, 0), font=font)
+
+
+def _caption(draw: ImageDraw.ImageDraw, text: str, width: int, height: int, pad: int,
+             font: ImageFont.ImageFont | ImageFont.FreeTypeFont) -> None:
+    while len(text) > 1 and draw.textlength(text, font=font) > width - 2 * pad:
+        text = text[:-2] + "…"
+    box = draw.textbbox((0, 0), text, font=font)
+    strip = box[3] - box[1] + 2 * pad
+    draw.rectangle((0, height - strip, width, height), fill=(0, 0, 0))
+    draw.text((pad, height - strip + pad - box[1]), text, fill=LABEL_COLOUR, font=font)
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

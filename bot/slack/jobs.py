@@ -31,7 +31,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.config import Settings
-from bot.core.annotate import Annotated, annotate, has_boxes
+from bot.core.annotate import Annotated, annotate, has_findings
 from bot.core.records import ImageRecord
 from bot.core.types import IngestResult, Source
 from bot.errors import ImgbotError, NotFound
@@ -481,8 +481,8 @@ class SlackJobs:
             return _FileResult(ImageOutcome(name, file_id, result=result, record=record, error=error), retry=True)
         outcome = ImageOutcome(name, file_id, result=result, record=record)
         annotated = None
-        if self.settings.annotate and record.status == "done" and has_boxes(record,
-                                                                            self.settings.label_min_confidence):
+        if self.settings.annotate and record.status == "done" and has_findings(
+                record, self.settings.label_min_confidence):
             try:
                 annotated = annotate(data, record, min_confidence=self.settings.label_min_confidence)
             except Exception as err:  # drawing is a nicety: never lose the reply over it
