@@ -111,7 +111,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("SLACK_API_URL", "slack_api_url", "",
                 "Base URL of the Slack Web API (empty: https://slack.com/api/); for GovSlack and tests.", _optional),
     SettingSpec("PORT", "port", "3000",
-                "HTTP port of `imgbot serve` (HTTP mode).", _positive_int),
+                "HTTP port of `imgbot serve` (HTTP mode); 0 picks a free port and logs it.", _non_negative_int),
 )
 
 

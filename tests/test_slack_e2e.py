@@ -481,6 +481,26 @@ def test_report_posts_a_summary_and_uploads_the_full_report_in_the_channel(app: 
     assert b"Person" in upload["data"]
 
 
+def test_a_report_posted_in_a_public_channel_leaves_out_the_requesters_private_channels(app: Harness) -> None:
+    public, private = make_image(), make_image()
+    app.analyzer.script(public, labels=[("Beach", 91.0)])
+    app.analyzer.script(private, labels=[("Roadmap", 97.0)], text=["confidential launch plan"])
+    _post_and_wait(app, public)
+    _post_and_wait(app, private, channel=PRIVATE)
+
+    app.command("/imgreport", "", user=ALICE, channel=PUBLIC)  # Alice is in both; Bob reads #general too
+    in_public = app.slack.wait_for("files.completeUploadExternal", where=lambda c: c.params["channel_id"] == PUBLIC
+                                   and _uploaded(app, c).endswith(".md"))[0]
+    app.command("/imgreport", "", user=ALICE, channel=PRIVATE)
+    in_private = app.slack.wait_for("files.completeUploadExternal", where=lambda c: c.params["channel_id"] == PRIVATE
+                                    and _uploaded(app, c).endswith(".md"))[0]
+
+    public_report = app.slack.uploads[in_public.params["files"][0]["id"]]["data"]
+    private_report = app.slack.uploads[in_private.params["files"][0]["id"]]["data"]
+    assert b"Beach" in public_report and b"Roadmap" not in public_report and b"confidential" not in public_report
+    assert b"Roadmap" in private_report and b"Beach" in private_report
+
+
 def _uploaded(app: Harness, call: Any) -> str:
     return str(app.slack.uploads[call.params["files"][0]["id"]]["filename"])
 

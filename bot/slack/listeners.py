@@ -200,7 +200,8 @@ def _report(core: Core, memberships: MembershipCache, client: WebClient, respond
     query, fmt = split_report_text(command.get("text", ""))
     user_id, channel_id = command["user_id"], command["channel_id"]
     try:
-        channels = memberships.channels_for(client, user_id, command.get("team_id"))
+        # Posted for the whole channel to read: never another private channel's images.
+        channels = memberships.shareable_channels_for(client, user_id, channel_id, command.get("team_id"))
         data = core.report(query, channels=channels, title="imgbot report")
         content = core.render_report(data, fmt)
     except ImgbotError as err:

@@ -44,22 +44,41 @@ class MembershipCache:
         self.ttl = ttl_seconds
         self._clock = clock
         self._max_entries = max_entries
-        self._entries: dict[tuple[str, str], tuple[float, frozenset[str]]] = {}
+        self._entries: dict[tuple[str, str], tuple[float, frozenset[str], frozenset[str]]] = {}
         self._lock = threading.Lock()
 
     def channels_for(self, client: ConversationsClient, user_id: str, team_id: str | None = None) -> frozenset[str]:
+        """Every channel the user is in: what search may show the user, privately."""
+        return self._lookup(client, user_id, team_id)[0]
+
+    def shareable_channels_for(
+        self, client: ConversationsClient, user_id: str, posting_channel: str, team_id: str | None = None
+    ) -> frozenset[str]:
+        """What may be posted in ``posting_channel`` on the user's behalf, for everyone there to read.
+
+        A report posted in a channel is read by all its members, who may not be in the requester's
+        private channels: so it covers the requester's public channels plus the channel itself. In a
+        direct message with imgbot only the requester reads it, so it covers everything they can see.
+        """
+        everything, private = self._lookup(client, user_id, team_id)
+        if posting_channel.startswith("D"):
+            return everything
+        return frozenset(c for c in everything if c not in private or c == posting_channel)
+
+    def _lookup(self, client: ConversationsClient, user_id: str,
+                team_id: str | None) -> tuple[frozenset[str], frozenset[str]]:
         key = (team_id or "", user_id)
         now = self._clock()
         with self._lock:
             hit = self._entries.get(key)
             if hit is not None and hit[0] > now:
-                return hit[1]
-        channels = fetch_member_channels(client, user_id, team_id)
+                return hit[1], hit[2]
+        channels, private = fetch_memberships(client, user_id, team_id)
         with self._lock:
             if len(self._entries) >= self._max_entries:
                 self._evict(now)
-            self._entries[key] = (now + self.ttl, channels)
-        return channels
+            self._entries[key] = (now + self.ttl, channels, private)
+        return channels, private
 
     def forget(self, user_id: str | None = None) -> None:
         with self._lock:
@@ -70,7 +89,7 @@ class MembershipCache:
                     del self._entries[key]
 
     def _evict(self, now: float) -> None:
-        for key in [k for k, (expires, _) in self._entries.items() if expires <= now]:
+        for key in [k for k, (expires, _, _) in self._entries.items() if expires <= now]:
             del self._entries[key]
         while len(self._entries) >= self._max_entries:
             self._entries.pop(next(iter(self._entries)))
@@ -78,7 +97,15 @@ class MembershipCache:
 
 def fetch_member_channels(client: ConversationsClient, user_id: str, team_id: str | None = None) -> frozenset[str]:
     """Every public and private channel ``user_id`` is in, following ``next_cursor`` to the end."""
+    return fetch_memberships(client, user_id, team_id)[0]
+
+
+def fetch_memberships(
+    client: ConversationsClient, user_id: str, team_id: str | None = None
+) -> tuple[frozenset[str], frozenset[str]]:
+    """(every channel ``user_id`` is in, the private ones among them)."""
     channels: set[str] = set()
+    private: set[str] = set()
     cursor: str | None = None
     for _ in range(MAX_PAGES):
         kwargs: dict[str, Any] = {"user": user_id, "types": CHANNEL_TYPES, "limit": PAGE_SIZE,
@@ -93,10 +120,12 @@ def fetch_member_channels(client: ConversationsClient, user_id: str, team_id: st
         for channel in response.get("channels") or []:
             if channel.get("id"):
                 channels.add(channel["id"])
+                if channel.get("is_private") or channel.get("is_group") or channel.get("is_mpim"):
+                    private.add(channel["id"])
         cursor = ((response.get("response_metadata") or {}).get("next_cursor") or "").strip() or None
         if cursor is None:
             break
-    return frozenset(channels)
+    return frozenset(channels), frozenset(private)
 
 
 def _describe(err: BaseException) -> str:
