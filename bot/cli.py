@@ -33,7 +33,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _settings_help() -> str:
     width = max(len(spec.env) for spec in SETTINGS)
     lines = [f"  {spec.env.ljust(width)}  {spec.help} (default: {spec.default or 'unset'})" for spec in SETTINGS]
-    return "Environment variables (a .env file in the working directory is read too):\n\n" + "\n".join(lines)
+    return ("Environment variables (a .env file in the working directory is read too):\n\n\b\n"
+            + "\n".join(lines))
 
 
 def handle_errors(func: F) -> F:
