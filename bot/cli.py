@@ -293,7 +293,8 @@ def show(id_or_sha256: str, as_json: bool) -> None:
         for sighting in record.sightings:
             gone = " (deleted)" if sighting.deleted else ""
             link = f" {sighting.permalink}" if sighting.permalink else ""
-            click.echo(f"  seen {sighting.seen_at:%Y-%m-%d %H:%M} at {sighting.source} {sighting.name}{link}{gone}")
+            name = f" {sighting.name}" if sighting.source_kind == "slack" else ""
+            click.echo(f"  seen {sighting.seen_at:%Y-%m-%d %H:%M} at {sighting.source}{name}{link}{gone}")
         if record.labels:
             click.echo("  labels:")
             for label in record.labels:
