@@ -410,16 +410,24 @@ def serve() -> None:
 @cli.command()
 @click.option("--once", is_flag=True, help="Finish what is waiting, then exit.")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
-              help="Seconds between looks for new work.")
+              help="Seconds between looks for new work in the database.")
 @handle_errors
 def worker(once: bool, interval: float) -> None:
-    """Analyse queued images: pending and retryable ones from the database."""
+    """Analyse queued work: pending and retryable images from the database and, with
+    IMGBOT_QUEUE_URL, the SQS queue's jobs (Slack messages, images, S3 event notifications)."""
+    from bot.queue import build_queue
+
     settings = _load_settings()
     _setup_logging(settings)
     core = _core(settings)
     log = logging.getLogger("imgbot.worker")
-    log.info("worker started (concurrency=%d)", settings.concurrency)
+    queue = build_queue(settings)
+    log.info("worker started (concurrency=%d, %s)", settings.concurrency,
+             f"queue {settings.queue_url}" if queue is not None else "database only")
     try:
+        if queue is not None:
+            _consume(core, queue, once=once, interval=interval)
+            return
         while True:
             results = core.finish_pending()
             if once:
@@ -432,6 +440,106 @@ def worker(once: bool, interval: float) -> None:
         log.info("worker stopped")
     finally:
         core.database.dispose()
+
+
+def _consume(core: Any, queue: Any, *, once: bool, interval: float) -> None:
+    """Run the queue consumer until SIGTERM/SIGINT (or, with ``once``, until the queue is empty)."""
+    import threading
+
+    from bot.queue.handlers import build_handlers
+    from bot.queue.worker import QueueWorker, WorkerOptions
+
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    handlers = build_handlers(core)
+    leftovers = core.finish_pending()  # what a crash left in the database first, as `analyze` does
+    consumer = QueueWorker(queue, handlers.as_dict(), concurrency=core.settings.concurrency,
+                           options=WorkerOptions(idle_interval=max(interval, 1.0) * 12), idle=core.finish_pending)
+    try:
+        stats = consumer.run(stop, once=once)
+    finally:
+        handlers.close()
+    if once:
+        click.echo(f"finished {len(leftovers)} images from the database and {stats.received} jobs from the queue "
+                   f"({stats.done} done, {stats.retried} to retry, {stats.busy} busy elsewhere, {stats.left} left)")
+
+
+def _stop_on_signals(stop: Any) -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+
+
+@cli.command()
+@click.argument("location")
+@click.option("--once", is_flag=True, help="One pass over the new objects, then exit.")
+@click.option("--interval", type=click.FloatRange(min=1.0), default=60.0, show_default=True,
+              help="Seconds between listings.")
+@click.option("--from-start", is_flag=True,
+              help="List the whole prefix again (objects already analysed are skipped without downloading).")
+@handle_errors
+def watch(location: str, once: bool, interval: float, from_start: bool) -> None:
+    """Analyse new objects under s3://BUCKET/PREFIX, each once: lists after a stored watermark.
+
+    Every object is offered (images are recognised by content; anything else fails with a
+    reason). With --once, exit status 1 when an object failed or could not be read.
+    For every new key, whatever its name, also send the bucket's event notifications to
+    the IMGBOT_QUEUE_URL queue: `imgbot worker` handles them the same way.
+    """
+    import threading
+
+    from bot.aws import make_client
+    from bot.s3watch import S3Location, S3Watcher, WatchResult
+
+    settings = _load_settings()
+    _setup_logging(settings)
+    target = S3Location.parse(location)
+    core = _core(settings)
+    watcher = S3Watcher(core, make_client("s3", settings))
+    watcher.check(target)
+    log = logging.getLogger("imgbot.watch")
+    stop = threading.Event()
+    _stop_on_signals(stop)
+
+    def show(result: WatchResult) -> None:
+        detail = f" reason: {result.reason}" if result.reason and result.outcome != "done" else ""
+        image = f" id={result.result.image_id}" if result.result and result.result.image_id else ""
+        click.echo(f"{result.outcome:7}{image} {target.uri(result.key)}{detail}")
+
+    failed = 0
+    first = True
+    try:
+        while not stop.is_set():
+            started = time.perf_counter()
+            try:
+                results = watcher.scan(target, on_result=show, from_start=from_start and first)
+            except ImgbotError as err:
+                if once or not getattr(err, "retryable", False):
+                    raise
+                log.warning("listing %s failed, trying again in %.0f s: %s", target, interval, err.detail)
+                stop.wait(interval)
+                continue
+            first = False
+            new = [r for r in results if r.outcome != "seen"]
+            counts = {outcome: sum(1 for r in new if r.outcome == outcome)
+                      for outcome in ("done", "reused", "failed", "pending", "skipped", "unreachable", "gone")}
+            failed += counts["failed"] + counts["unreachable"]
+            if new or once:
+                click.echo(
+                    f"watched {target}: {len(new)} new — analysed {counts['done']}, reused {counts['reused']}, "
+                    f"failed {counts['failed']}, skipped {counts['skipped']}"
+                    + (f", unreadable for now {counts['unreachable']}" if counts["unreachable"] else "")
+                    + f" ({time.perf_counter() - started:.1f} s)"
+                )
+            if once:
+                break
+            stop.wait(interval)
+    finally:
+        core.database.dispose()
+    sys.exit(1 if once and failed else 0)
 
 
 def main() -> None:

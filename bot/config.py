@@ -96,6 +96,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "Client-side limit of Rekognition calls per second, per API, shared by a process.", _positive_float),
     SettingSpec("IMGBOT_AWS_MAX_ATTEMPTS", "aws_max_attempts", "8",
                 "botocore retry attempts for S3 and Rekognition calls (adaptive retry mode).", _positive_int),
+    SettingSpec("IMGBOT_QUEUE_URL", "queue_url", "",
+                "Amazon SQS queue URL; when set, `imgbot serve` only enqueues and `imgbot worker` processes "
+                "(empty: serve and analyze work in-process).", _optional),
     SettingSpec("IMGBOT_LOG_LEVEL", "log_level", "INFO",
                 "Log level: DEBUG, INFO, WARNING or ERROR."),
     SettingSpec("IMGBOT_ANNOTATE", "annotate", "1",
@@ -131,6 +134,7 @@ class Settings:
     concurrency: int = 8
     rekognition_tps: float = 50.0
     aws_max_attempts: int = 8
+    queue_url: str | None = None
     log_level: str = "INFO"
     annotate: bool = True
     moderation_channel: str | None = None

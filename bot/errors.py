@@ -6,6 +6,7 @@
     ├── ImageTooLarge           over the byte or pixel limit (decompression bombs included)
     ├── StorageError            the original could not be stored or read back
     ├── AnalyzerError           the analysis service failed; ``retryable`` says whether trying later may help
+    ├── QueueError              the work queue (SQS) could not be reached or refused a call
     ├── QuerySyntaxError        a search query we cannot parse; the message carries an example
     ├── NotFound                no image with that id or hash
     └── SchemaOutOfDate         the database needs ``imgbot db upgrade``
@@ -54,6 +55,14 @@ class AnalyzerError(ImgbotError):
     """The analysis service failed for this image."""
 
     def __init__(self, user_message: str, *, detail: str | None = None, retryable: bool = False) -> None:
+        super().__init__(user_message, detail=detail)
+        self.retryable = retryable
+
+
+class QueueError(ImgbotError):
+    """The work queue refused or failed a call (send, receive, delete, change visibility)."""
+
+    def __init__(self, user_message: str, *, detail: str | None = None, retryable: bool = True) -> None:
         super().__init__(user_message, detail=detail)
         self.retryable = retryable
 

@@ -67,6 +67,17 @@ class Core:
         """Finish images a crash left pending, and retry failures that may succeed now."""
         return self.pipeline.finish_pending(on_result=on_result)
 
+    def resume_image(self, image_id: int) -> IngestResult | None:
+        """Finish one recorded image, by id (a queued job); None when it needs no work."""
+        return self.pipeline.resume_image(image_id)
+
+    def seen(self, sources: Collection[Source]) -> set[str]:
+        """The keys of the sources already recorded as sightings (their images need no second look)."""
+        from db import work_queries
+
+        with self.database.transaction() as session:
+            return work_queries.seen_sources(session, list(sources))
+
     def delete_slack_file(self, file_id: str) -> list[int]:
         """A file was deleted in Slack: hide its sightings; drop the stored copy if unused. Returns image ids."""
         with self.database.transaction() as session:

@@ -208,7 +208,10 @@ class SlackMessage(Base):
     """A Slack message whose images imgbot handles: the claim that makes its reply happen once."""
 
     __tablename__ = "slack_messages"
-    __table_args__ = (UniqueConstraint("channel_id", "message_ts"),)
+    __table_args__ = (
+        UniqueConstraint("channel_id", "message_ts"),
+        Index("ix_slack_messages_status_created_at", "status", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     team_id: Mapped[str | None] = mapped_column(String(32))
@@ -221,3 +224,33 @@ class SlackMessage(Base):
     reply_ts: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The claim is also a job: whoever holds the lease works on it (see db/slack_queries.py).
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class SlackInbox(Base):
+    """An Events API delivery acknowledged to Slack but not yet handled by a listener."""
+
+    __tablename__ = "slack_inbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    body: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class S3Watermark(Base):
+    """How far ``imgbot watch s3://bucket/prefix`` has listed: keys up to ``last_key`` are handled."""
+
+    __tablename__ = "s3_watermarks"
+    __table_args__ = (UniqueConstraint("bucket", "prefix"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bucket: Mapped[str] = mapped_column(String(255))
+    prefix: Mapped[str] = mapped_column(String(1024))
+    last_key: Mapped[str] = mapped_column(String(1024))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

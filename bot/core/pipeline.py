@@ -210,6 +210,14 @@ class Pipeline:
                     on_result(result)
         return results
 
+    def resume_image(self, image_id: int) -> IngestResult | None:
+        """Finish one recorded image (a queued ``image`` job); None when it needs no work (done, gone)."""
+        from db import work_queries
+
+        with self.database.transaction() as session:
+            item = work_queries.pending_image(session, image_id)
+        return None if item is None else self._resume(item)
+
     def _resume(self, item: queries.PendingImage) -> IngestResult:
         started = time.perf_counter()
         data = self._recover_original(item)

@@ -1,10 +1,14 @@
 """The Slack app: one Bolt ``App``, reached over HTTP or Socket Mode, that only translates.
 
-``build_app(settings, core)`` returns the Bolt app (request verification on, work after
+``build_app(settings, core)`` returns the Bolt app (request verification on, slow work after
 the ack, slack_sdk's retry handlers for rate limits and connection errors, ``SLACK_API_URL``
-honoured). ``serve(settings, core)`` runs it: Socket Mode when ``SLACK_APP_TOKEN`` is set,
-otherwise a threaded HTTP server on ``$PORT`` with ``POST /slack/events`` and
-``GET /healthz``. As in bolt's adapters, the HTTP adapter only converts: it turns the
+honoured). Listeners themselves are quick (they write a claim and hand off), and Bolt runs
+them before it answers (``process_before_response``), so in Socket Mode the claim is in the
+database before Slack has its ack; in HTTP mode the inbox (``bot/slack/inbox.py``) covers
+the time between the edge's ack and the listener.
+
+``serve(settings, core)`` runs it: Socket Mode when ``SLACK_APP_TOKEN`` is set, otherwise a
+threaded HTTP server on ``$PORT`` with ``POST /slack/events`` and ``GET /healthz``. As in bolt's adapters, the HTTP adapter only converts: it turns the
 request into a ``BoltRequest``, calls ``app.dispatch`` and writes the ``BoltResponse`` back.
 In ``serve`` it listens on loopback behind the edge (``bot/slack/edge.py``), a small process
 that owns ``$PORT`` and acknowledges verified event deliveries before the app sees them.
@@ -35,13 +39,16 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot.config import Settings
 from bot.errors import ConfigError
+from bot.queue import JobQueue
 from bot.slack import listeners
 from bot.slack.edge import EdgeProcess
 from bot.slack.executor import QueueExecutor
+from bot.slack.inbox import STORED_HEADER, Inbox, InboxReplay, event_id_of
 from bot.slack.jobs import JobOptions, SlackJobs
 from bot.slack.memberships import MembershipCache
 from bot.slack.middleware import DropDuplicateDeliveries, IgnoreBotMessages
 from bot.wiring import Core
+from db.queries import lease_owner
 
 log = logging.getLogger("imgbot.slack")
 
@@ -107,7 +114,9 @@ class SlackBot:
 
 
 def build_bot(settings: Settings, core: Core, *, job_options: JobOptions | None = None,
-              membership_ttl: float = 60.0, token_verification: bool = True) -> SlackBot:
+              membership_ttl: float = 60.0, token_verification: bool = True, queue: JobQueue | None = None
+              ) -> SlackBot:
+    """The app, its jobs (handed to ``queue`` when given) and, in HTTP mode, the inbox and its replay."""
     if not settings.slack_bot_token:
         raise ConfigError("SLACK_BOT_TOKEN is not set: the Slack app needs its bot token (xoxb-…).")
     client = build_client(settings)
@@ -115,20 +124,24 @@ def build_bot(settings: Settings, core: Core, *, job_options: JobOptions | None 
         name="imgbot",
         client=client,
         signing_secret=settings.slack_signing_secret or "",
-        process_before_response=False,
+        process_before_response=True,  # listeners are quick: the claim is written before the answer
         request_verification_enabled=True,
         token_verification_enabled=token_verification,
         logger=logging.getLogger("imgbot.slack.bolt"),
         listener_executor=QueueExecutor(max_workers=max(8, settings.concurrency),
                                         thread_name_prefix="imgbot-listener"),
     )
-    jobs = SlackJobs(core=core, client=client, settings=settings, options=job_options or JobOptions())
+    jobs = SlackJobs(core=core, client=client, settings=settings, options=job_options or JobOptions(), queue=queue)
     memberships = MembershipCache(ttl_seconds=membership_ttl)
     app.use(IgnoreBotMessages())
     app.use(DropDuplicateDeliveries())
     listeners.register(app, core, jobs, memberships)
+    inbox = None
+    if settings.slack_signing_secret:
+        inbox = Inbox(core.database, lease_owner())
+        jobs.add_sweep(InboxReplay(app, inbox, settings.slack_signing_secret).replay)
     return SlackBot(app=app, jobs=jobs, memberships=memberships,
-                    ack_first=AckFirst(app, settings.slack_signing_secret or ""))
+                    ack_first=AckFirst(app, settings.slack_signing_secret or "", inbox=inbox))
 
 
 def build_app(settings: Settings, core: Core) -> App:
@@ -140,19 +153,23 @@ def build_app(settings: Settings, core: Core) -> App:
 
 
 class AckFirst:
-    """Events API deliveries are acknowledged as soon as their signature checks out; Bolt runs right after.
+    """Events API deliveries are acknowledged as soon as their signature checks out and they are kept.
 
-    This is what Bolt itself does for events (``process_before_response=False`` acknowledges
-    before any listener runs), moved ahead of the middleware chain so a burst of events is
-    answered in well under 100 ms even while the pool works. Verification is slack_sdk's own
-    (signature and the five-minute window); anything else, or an event that fails the check,
-    goes through ``app.dispatch`` as usual, which answers 401 for a bad signature.
+    Bolt runs right after, on a small pool, so a burst of events is answered in well under
+    100 ms even while the pool works. Verification is slack_sdk's own (signature and the
+    five-minute window); anything else, or an event that fails the check, goes through
+    ``app.dispatch`` as usual, which answers 401 for a bad signature. With an ``inbox``, the
+    delivery is written to it before the ack (unless the edge already did) and removed once
+    its listener has run; when the inbox cannot be written, the event is handled before the
+    answer instead (its listener writes the claim), so an acknowledged event is never only in memory.
     """
 
-    def __init__(self, app: App, signing_secret: str, executor: QueueExecutor | None = None) -> None:
+    def __init__(self, app: App, signing_secret: str, executor: QueueExecutor | None = None,
+                 inbox: Inbox | None = None) -> None:
         self.app = app
         self.verifier = SignatureVerifier(signing_secret) if signing_secret else None
         self.executor = executor or QueueExecutor(max_workers=2, thread_name_prefix="imgbot-dispatch")
+        self.inbox = inbox
 
     def try_ack(self, body: str, query: str, headers: dict[str, list[str]]) -> bool:
         if self.verifier is None or '"event_callback"' not in body:
@@ -166,16 +183,26 @@ class AckFirst:
                 return False
         except (ValueError, AttributeError):
             return False
-        self.executor.submit(self._dispatch, body, query, headers)
+        event_id = event_id_of(body) if self.inbox is not None else None
+        if event_id and (headers.get(STORED_HEADER) or [""])[0] != "stored":
+            try:
+                self.inbox.save([(event_id, body)])  # type: ignore[union-attr]
+            except Exception as err:
+                log.warning("inbox unavailable (%r); event_id=%s is handled before the answer", err, event_id)
+                return False
+        self.executor.submit(self._dispatch, body, query, headers, event_id)
         return True
 
-    def _dispatch(self, body: str, query: str, headers: dict[str, list[str]]) -> None:
+    def _dispatch(self, body: str, query: str, headers: dict[str, list[str]], event_id: str | None) -> None:
         try:
             response = self.app.dispatch(BoltRequest(body=body, query=query, headers=headers))  # type: ignore[arg-type]
-            if response.status >= 400:
-                log.info("event dispatch answered %s: %s", response.status, (response.body or "")[:200])
         except Exception:
-            log.exception("event dispatch failed")
+            log.exception("event dispatch failed; event_id=%s stays in the inbox", event_id)
+            return
+        if response.status >= 400:
+            log.info("event dispatch answered %s: %s", response.status, (response.body or "")[:200])
+        elif event_id and self.inbox is not None:
+            self.inbox.done(event_id)
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=True)
@@ -292,9 +319,15 @@ def serve(settings: Settings, core: Core, *, host: str = "0.0.0.0",
         raise ConfigError("SLACK_APP_TOKEN must be an app-level token starting with xapp- (Socket Mode).")
     if not settings.slack_app_token and not settings.slack_signing_secret:
         raise ConfigError("SLACK_SIGNING_SECRET is not set: HTTP mode needs it to verify requests from Slack.")
+    from bot.queue import build_queue
+
     stop = stop or threading.Event()
     _install_signal_handlers(stop)
-    bot = build_bot(settings, core)
+    queue = build_queue(settings)
+    bot = build_bot(settings, core, queue=queue)
+    if queue is not None:
+        log.info("imgbot hands Slack messages to the work queue %s (imgbot worker processes them)",
+                 settings.queue_url)
     bot.start()
     try:
         if settings.slack_app_token:
@@ -311,7 +344,8 @@ def serve(settings: Settings, core: Core, *, host: str = "0.0.0.0",
             # The Bolt adapter listens on loopback only; the edge process owns $PORT and answers Slack at once.
             app_server = bot.http_server("127.0.0.1", 0).start()
             edge = EdgeProcess(host=host, port=settings.port, upstream_port=app_server.port,
-                               secret=settings.slack_signing_secret or "", log_level=settings.log_level).start()
+                               secret=settings.slack_signing_secret or "", log_level=settings.log_level,
+                               database_url=settings.database_url, owner=lease_owner()).start()
             log.info("imgbot listening on http://%s:%d (POST %s, GET %s)", edge.host, edge.port, EVENTS_PATH,
                      HEALTH_PATH)
             if ready:

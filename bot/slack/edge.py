@@ -1,7 +1,7 @@
 """The edge: a small process in front of the Bolt app that answers Slack at once.
 
     Slack ──HTTP──► edge ($PORT, its own process) ──HTTP, loopback──► Bolt app (threaded adapter)
-                    ├─ verified Events API delivery: 200 at once, then forwarded
+                    ├─ verified Events API delivery: written to the inbox, 200, then forwarded
                     └─ anything else (slash commands, clicks, url_verification, bad signatures,
                        /healthz): proxied, and the app's answer is relayed
 
@@ -13,7 +13,14 @@ its own: one event loop parses HTTP, checks the signature with the signing secre
 Bolt's ``RequestVerification`` does: ``v0=`` HMAC-SHA256 of ``v0:{ts}:{body}``, at most
 five minutes old), answers, and hands the request on unchanged, so the app verifies it
 again and behaves exactly as when Slack calls it directly. Forwarding retries while the
-app is briefly unreachable. Standard library only, so the process starts fast.
+app is briefly unreachable.
+
+Slack never resends an acknowledged event, so before the 200 each delivery is written
+to the inbox table (``bot/slack/inbox.py``): one writer thread commits whatever arrived
+while the previous commit ran (group commit), so a burst costs a few commits, not one
+per event. When the database cannot be written, the delivery is proxied like any other
+request instead, and the app answers only once its listener has claimed the message.
+Standard library only, apart from the database writer (SQLAlchemy, imported when used).
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +48,7 @@ FORWARDERS = 8
 FORWARD_ATTEMPTS = 30
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "proxy-connection",
                "te", "trailer", "upgrade"}
+STORED_HEADER = "X-Imgbot-Inbox"  # bot.slack.inbox.STORED_HEADER: the delivery is in the inbox already
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 413: "Payload Too Large",
             500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
 
@@ -59,12 +68,58 @@ def verified(secret: str, body: bytes, timestamp: str | None, signature: str | N
 
 
 def is_event_delivery(body: bytes) -> bool:
+    return event_delivery(body) is not None
+
+
+def event_delivery(body: bytes) -> dict[str, Any] | None:
+    """The parsed envelope of an Events API delivery, or None for anything else."""
     if b'"event_callback"' not in body:
-        return False
+        return None
     try:
-        return bool(json.loads(body).get("type") == "event_callback")
-    except (ValueError, AttributeError):
-        return False
+        data = json.loads(body)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) and data.get("type") == "event_callback" else None
+
+
+class InboxWriter:
+    """Group commit: deliveries that arrive while a commit runs go together in the next one."""
+
+    def __init__(self, save: Callable[[Sequence[tuple[str, str]]], None]) -> None:
+        self._save = save
+        self._pending: list[tuple[str, str, asyncio.Future[bool]]] = []
+        self._busy = False
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgbot-inbox")
+        self.commits = 0
+
+    async def save(self, event_id: str, body: bytes) -> bool:
+        """True once the delivery is committed; False when the database could not take it."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._pending.append((event_id, body.decode("utf-8", errors="replace"), future))
+        if not self._busy:
+            self._busy = True
+            loop.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    await loop.run_in_executor(self._thread, self._save, [(e, b) for e, b, _ in batch])
+                    ok = True
+                    self.commits += 1
+                except Exception as err:
+                    log.warning("the inbox could not be written (%r); %d deliveries go to the app directly",
+                                err, len(batch))
+                    ok = False
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_result(ok)
+        finally:
+            self._busy = False
 
 
 @dataclass
@@ -204,9 +259,10 @@ class Upstream:
 
 
 class Edge:
-    def __init__(self, secret: str, upstream: Upstream) -> None:
+    def __init__(self, secret: str, upstream: Upstream, inbox: InboxWriter | None = None) -> None:
         self.secret = secret
         self.upstream = upstream
+        self.inbox = inbox
         self.queue: asyncio.Queue[Request] = asyncio.Queue()
         self.forwarded = 0
 
@@ -237,11 +293,19 @@ class Edge:
 
     async def _answer(self, request: Request) -> bytes:
         path = request.target.split("?", 1)[0]
-        if request.method == "POST" and path == EVENTS_PATH and is_event_delivery(request.body) and verified(
-                self.secret, request.body, request.header("X-Slack-Request-Timestamp"),
-                request.header("X-Slack-Signature")):
-            self.queue.put_nowait(request)
-            return render_response(200, b"", [], request.keep_alive)
+        request.headers = [(name, value) for name, value in request.headers if name.lower() != STORED_HEADER.lower()]
+        envelope = event_delivery(request.body) if request.method == "POST" and path == EVENTS_PATH else None
+        if envelope is not None and verified(self.secret, request.body, request.header("X-Slack-Request-Timestamp"),
+                                             request.header("X-Slack-Signature")):
+            event_id = envelope.get("event_id")
+            if self.inbox is None or not event_id:
+                self.queue.put_nowait(request)
+                return render_response(200, b"", [], request.keep_alive)
+            if await self.inbox.save(str(event_id), request.body):
+                request.headers.append((STORED_HEADER, "stored"))
+                self.queue.put_nowait(request)
+                return render_response(200, b"", [], request.keep_alive)
+            # Not kept: proxied below, so Slack's ack waits until the app has claimed the message.
         connection: list[Any] = [None]
         try:
             status, headers, body = await self.upstream.send(request, connection)
@@ -272,11 +336,33 @@ class Edge:
                 log.error("an acknowledged event could not be handed to the app and is lost")
 
 
+def database_inbox(database_url: str, owner: str) -> Callable[[Sequence[tuple[str, str]]], None]:
+    """A function that writes deliveries to the inbox table, leased to ``owner`` (the app's process)."""
+    from datetime import UTC, datetime
+
+    from db import slack_queries
+    from db.session import Database
+
+    database = Database(database_url)
+    try:
+        with database.engine.connect():  # connect now, not on the first event of a burst
+            pass
+    except Exception as err:  # each save tries again; until then deliveries are proxied
+        log.warning("the inbox database is not reachable yet: %r", err)
+
+    def save(deliveries: Sequence[tuple[str, str]]) -> None:
+        with database.transaction() as session:
+            slack_queries.save_deliveries(session, deliveries, owner=owner, now=datetime.now(UTC))
+
+    return save
+
+
 def run_edge(host: str, port: int, upstream_port: int, secret: str, ready: Any, lifeline: Any,
-             log_level: str = "INFO") -> None:
+             log_level: str = "INFO", database_url: str | None = None, owner: str = "") -> None:
     """Entry point of the edge process: serve until SIGTERM, or until the parent's lifeline closes."""
     logging.basicConfig(level=log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    inbox = InboxWriter(database_inbox(database_url, owner)) if database_url else None
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -284,7 +370,7 @@ def run_edge(host: str, port: int, upstream_port: int, secret: str, ready: Any, 
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stopped.set)
         loop.add_reader(lifeline.fileno(), stopped.set)  # readable = EOF: the parent is gone
-        edge = Edge(secret, Upstream("127.0.0.1", upstream_port))
+        edge = Edge(secret, Upstream("127.0.0.1", upstream_port), inbox)
         server = await edge.serve(host, port)
         bound = server.sockets[0].getsockname()
         ready.send((bound[0], bound[1]))
@@ -303,7 +389,8 @@ def run_edge(host: str, port: int, upstream_port: int, secret: str, ready: Any, 
 class EdgeProcess:
     """Starts the edge in its own process (spawned, so it shares nothing with the app) and stops it."""
 
-    def __init__(self, *, host: str, port: int, upstream_port: int, secret: str, log_level: str = "INFO") -> None:
+    def __init__(self, *, host: str, port: int, upstream_port: int, secret: str, log_level: str = "INFO",
+                 database_url: str | None = None, owner: str = "") -> None:
         import multiprocessing
 
         self._ctx = multiprocessing.get_context("spawn")
@@ -311,7 +398,7 @@ class EdgeProcess:
         lifeline_there, self._lifeline_here = self._ctx.Pipe(duplex=False)
         self._process = self._ctx.Process(
             target=run_edge, name="imgbot-edge", daemon=True,
-            args=(host, port, upstream_port, secret, ready_there, lifeline_there, log_level),
+            args=(host, port, upstream_port, secret, ready_there, lifeline_there, log_level, database_url, owner),
         )
         self.host = host
         self.port = port

@@ -7,11 +7,18 @@
                                                    ├─ annotated copies (files_upload_v2), moderation notice
                                                    └─ ✅ / ⚠️ / ❌
     scheduler thread: delayed file_shared look-ups, retries with back-off, a periodic sweep
+    lease keeper thread: renews the lease of every claim this process is working on
+
+With a work queue (``IMGBOT_QUEUE_URL``) the pool is not used: the claim is parked for the
+queue (lease owner ``queue``) and a ``slack_message`` job is sent; any ``imgbot worker``
+takes the lease and runs the same processing (``process_queued``).
 
 The claim row is written before any slow work, so whatever a crash or an outage interrupts
 stays ``received`` and is finished later: by a retry with back-off while the process lives,
-by the start-up sweep after a restart. Retrying is safe because ingesting the same bytes
-at the same sighting again is a no-op in the core.
+by a sweep (at start-up, then periodically) after a restart. The claim carries a lease
+(owner and expiry, renewed while the work runs), so with several processes on one
+database a sweep takes only what nobody alive is working on. Retrying is safe because
+ingesting the same bytes at the same sighting again is a no-op in the core.
 """
 
 from __future__ import annotations
@@ -35,12 +42,14 @@ from bot.core.annotate import Annotated, annotate, has_findings
 from bot.core.records import ImageRecord
 from bot.core.types import IngestResult, Source
 from bot.errors import ImgbotError, NotFound
+from bot.queue import JobQueue, slack_message_job
 from bot.slack import blocks, messages
 from bot.slack.download import Downloader
 from bot.slack.executor import QueueExecutor
 from bot.wiring import Core
 from db import slack_queries
-from db.slack_queries import MessageClaim
+from db.queries import lease_owner
+from db.slack_queries import QUEUED, MessageClaim
 
 log = logging.getLogger("imgbot.slack.jobs")
 
@@ -154,6 +163,8 @@ class JobOptions:
     give_up_after: float = 24 * 3600.0
     pending_wait: float = 120.0
     cache_ttl: float = 3600.0
+    lease: float = 120.0  # a claim's lease; renewed every quarter of it while the work runs
+    queue_grace: float = 600.0  # how long a claim handed to the queue waits before a sweep hands it again
 
 
 @dataclass
@@ -169,6 +180,7 @@ class SlackJobs:
     settings: Settings
     options: JobOptions = field(default_factory=JobOptions)
     downloader: Downloader | None = None
+    queue: JobQueue | None = None  # set: claims are handed to `imgbot worker` instead of the local pool
 
     def __post_init__(self) -> None:
         if self.downloader is None:
@@ -185,21 +197,34 @@ class SlackJobs:
         self._names: dict[str, _Cached] = {}
         self._bot_user_id: str | None = None
         self._stopped = False
+        self._owner = lease_owner()
+        self._extra_sweeps: list[Callable[[], object]] = []
+        self._keeper_stop = threading.Event()
+        self._keeper = threading.Thread(target=self._keep_leases, name="imgbot-slack-leases", daemon=True)
+        self._keeper.start()
 
     # -- life cycle -------------------------------------------------------------------------
 
     def start(self) -> None:
         """Finish what a previous run left ``received``, then sweep periodically."""
         self._scheduler = Scheduler()
+        for extra in self._extra_sweeps:
+            self._light.submit(self._safely, extra)
         self._light.submit(self._safely, self.sweep, everything=True)
         self._scheduler.call_later(self.options.sweep_interval, self._periodic_sweep)
 
+    def add_sweep(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` at start-up and with every periodic sweep (before ``start``)."""
+        self._extra_sweeps.append(fn)
+
     def shutdown(self, wait: bool = True) -> None:
         self._stopped = True
+        self._keeper_stop.set()
         if self._scheduler is not None:
             self._scheduler.stop()
         self._light.shutdown(wait=wait, cancel_futures=True)
         self._pool.shutdown(wait=wait, cancel_futures=True)
+        self._keeper.join(timeout=5)
 
     def set_bot_user_id(self, user_id: str | None) -> None:
         self._bot_user_id = user_id
@@ -233,10 +258,11 @@ class SlackJobs:
                     lambda: self._submit_light(self._resolve_file_shared, event, team_id))
 
     def delete_file(self, file_id: str) -> None:
-        self._submit_light(self._delete, self.core.delete_slack_file, file_id)
+        """Done before the listener returns, so the delivery is not acknowledged (or leaves the inbox) first."""
+        self._delete(self.core.delete_slack_file, file_id)
 
     def delete_message(self, channel_id: str, message_ts: str) -> None:
-        self._submit_light(self._delete, self.core.delete_slack_message, channel_id, message_ts)
+        self._delete(self.core.delete_slack_message, channel_id, message_ts)
 
     def _submit_light(self, fn: Callable[..., Any], *args: Any) -> None:
         if not self._stopped:
@@ -251,17 +277,40 @@ class SlackJobs:
 
     def _claim_and_submit(self, work: MessageWork) -> bool:
         now = datetime.now(UTC)
+        queued = self.queue is not None
         with self.core.database.transaction() as session:
             inserted = slack_queries.claim_message(
                 session, team_id=work.team_id, channel_id=work.channel_id, message_ts=work.message_ts,
                 thread_ts=work.thread_ts, user_id=work.user_id, file_ids=[f["id"] for f in work.files], now=now,
+                owner=QUEUED if queued else self._owner,
+                lease=timedelta(seconds=self.options.queue_grace if queued else self.options.lease),
             )
             claim = slack_queries.get_message(session, work.channel_id, work.message_ts) if inserted else None
         if claim is None:
             log.info("slack message channel=%s ts=%s already claimed: skipped", work.channel_id, work.message_ts)
             return False
-        self._submit(claim, work)
+        if queued:
+            self._submit_light(self._enqueue, claim, 0)
+        else:
+            self._submit(claim, work)
         return True
+
+    def _enqueue(self, claim: MessageClaim, attempt: int) -> None:
+        """Hand the claim to the work queue; an outage is retried here, and by the sweep after ``queue_grace``."""
+        assert self.queue is not None
+        try:
+            self.queue.send(slack_message_job(claim.channel_id, claim.message_ts))
+        except ImgbotError as err:
+            delays = self.options.retry_delays
+            if attempt >= len(delays) or self._stopped:
+                log.error("slack message channel=%s ts=%s not queued (%s); the sweep will queue it again",
+                          claim.channel_id, claim.message_ts, err.detail)
+                return
+            log.warning("slack message channel=%s ts=%s not queued yet: %s", claim.channel_id, claim.message_ts,
+                        err.detail)
+            self._later(delays[attempt], lambda: self._submit_light(self._enqueue, claim, attempt + 1))
+            return
+        log.info("slack message channel=%s ts=%s queued", claim.channel_id, claim.message_ts)
 
     def _submit(self, claim: MessageClaim, work: MessageWork) -> None:
         with self._lock:
@@ -275,7 +324,7 @@ class SlackJobs:
         started = time.perf_counter()
         outcome = "retry"
         try:
-            outcome = self._process(claim, work)
+            outcome = self._process(claim, work) if self._take(claim) else "busy"
         except RetryLater as err:
             log.warning("slack message channel=%s ts=%s will be retried: %s", work.channel_id, work.message_ts, err)
         except Exception:
@@ -302,6 +351,13 @@ class SlackJobs:
             delays = self.options.retry_delays
             delay = delays[min(attempt, len(delays) - 1)]
             self._retry_due[claim.id] = time.monotonic() + delay
+        try:  # keep the lease over the wait, so no other process picks the message up meanwhile
+            with self.core.database.transaction() as session:
+                slack_queries.hand_over(session, claim.id, self._owner, self._owner,
+                                        datetime.now(UTC) + timedelta(seconds=delay + self.options.lease))
+        except Exception as err:  # the database is down: the retry below will find out again
+            log.warning("lease on slack message channel=%s ts=%s not extended: %r", claim.channel_id,
+                        claim.message_ts, err)
         self._later(delay, lambda: self._submit_light(self._retry, claim, work))
 
     def _retry(self, claim: MessageClaim, work: MessageWork) -> None:
@@ -314,11 +370,14 @@ class SlackJobs:
         self._submit(current, work)
 
     def sweep(self, *, everything: bool = False) -> int:
-        """Submit ``received`` claims nobody here is working on; ``everything`` at start-up. Returns how many."""
+        """Submit (or queue) ``received`` claims nobody is working on; ``everything`` at start-up. Returns how many.
+
+        A claim whose lease another live process holds is left alone, however old it is.
+        """
         now = datetime.now(UTC)
         cutoff = None if everything else now - timedelta(seconds=self.options.stale_after)
         with self.core.database.transaction() as session:
-            claims = slack_queries.unfinished(session, created_before=cutoff)
+            claims = slack_queries.unfinished(session, created_before=cutoff, now=now, owner=self._owner)
         submitted = 0
         for claim in claims:
             with self._lock:
@@ -327,12 +386,87 @@ class SlackJobs:
                 work = self._works.get(claim.id) or MessageWork.from_claim(claim)
             if busy:
                 continue
+            if self.queue is not None:
+                with self.core.database.transaction() as session:
+                    taken = slack_queries.take_message(session, claim.id, QUEUED, now,
+                                                       timedelta(seconds=self.options.queue_grace))
+                if taken:
+                    log.info("queueing slack message channel=%s ts=%s again", claim.channel_id, claim.message_ts)
+                    self._enqueue(claim, len(self.options.retry_delays))
+                    submitted += 1
+                continue
             if everything:
                 log.info("finishing slack message channel=%s ts=%s left unfinished", claim.channel_id,
                          claim.message_ts)
             self._submit(claim, work)
             submitted += 1
         return submitted
+
+    def _take(self, claim: MessageClaim) -> bool:
+        """Lease the claim to this process; False when it is replied or another live process holds it."""
+        with self.core.database.transaction() as session:
+            taken = slack_queries.take_message(session, claim.id, self._owner, datetime.now(UTC),
+                                               timedelta(seconds=self.options.lease))
+        if not taken:
+            log.info("slack message channel=%s ts=%s is replied or another process holds it: skipped",
+                     claim.channel_id, claim.message_ts)
+        return taken
+
+    def _keep_leases(self) -> None:
+        """Renew the leases of the claims being worked on here, a few times per lease."""
+        interval = max(0.05, self.options.lease / 4)
+        while not self._keeper_stop.wait(interval):
+            with self._lock:
+                ids = list(self._inflight)
+            if not ids:
+                continue
+            try:
+                with self.core.database.transaction() as session:
+                    slack_queries.renew_leases(session, ids, self._owner,
+                                               datetime.now(UTC) + timedelta(seconds=self.options.lease))
+            except Exception as err:  # an outage: the next round tries again, well before the lease ends
+                log.warning("claim leases not renewed: %r", err)
+
+    # -- the work queue (imgbot worker) -------------------------------------------------------
+
+    def process_queued(self, channel_id: str, message_ts: str) -> str:
+        """Process the claimed message a queued job names, here and now.
+
+        Returns ``done`` (replied now, or already, or nothing to do), ``retry`` (Slack or
+        the core is unavailable: the job comes back later) or ``busy`` (another live process
+        holds the claim). Idempotent: a redelivered job whose message is replied does nothing.
+        """
+        started = time.perf_counter()
+        with self.core.database.transaction() as session:
+            claim = slack_queries.get_message(session, channel_id, message_ts)
+        if claim is None:
+            log.warning("queued slack message channel=%s ts=%s has no claim: nothing to do", channel_id, message_ts)
+            return "done"
+        if claim.status != slack_queries.RECEIVED:
+            log.info("queued slack message channel=%s ts=%s already replied: nothing to do", channel_id, message_ts)
+            return "done"
+        if not self._take(claim):
+            return "busy"
+        work = MessageWork.from_claim(claim)
+        with self._lock:
+            self._inflight.add(claim.id)
+        outcome = "retry"
+        try:
+            outcome = self._process(claim, work)
+        except RetryLater as err:
+            log.warning("slack message channel=%s ts=%s will be retried: %s", channel_id, message_ts, err)
+        except Exception:
+            log.exception("slack message channel=%s ts=%s failed unexpectedly; will retry", channel_id, message_ts)
+        finally:
+            with self._lock:
+                self._inflight.discard(claim.id)
+        if outcome == "retry":  # back to the queue: any worker may take it when the job comes back
+            with self.core.database.transaction() as session:
+                slack_queries.hand_over(session, claim.id, self._owner, QUEUED,
+                                        datetime.now(UTC) + timedelta(seconds=self.options.queue_grace))
+        log.info("slack message channel=%s ts=%s files=%d outcome=%s secs=%.2f", channel_id, message_ts,
+                 len(work.files), outcome, time.perf_counter() - started)
+        return "retry" if outcome == "retry" else "done"
 
     def _periodic_sweep(self) -> None:
         try:

@@ -5,7 +5,8 @@
 * ``DropDuplicateDeliveries``: Slack delivers at least once and retries; a delivery whose
   ``event_id`` was seen recently is acknowledged and dropped. This is the cheap first line;
   the claim in ``slack_messages`` is what makes the reply exactly-once across restarts.
-  A retry whose first delivery never arrived has an unseen ``event_id`` and goes through.
+  A retry whose first delivery never arrived has an unseen ``event_id`` and goes through,
+  and so does a replay from the inbox (``bot/slack/inbox.py``), which marks its request.
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ class DropDuplicateDeliveries(Middleware):
 
     def process(self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]) -> BoltResponse:
         body = req.body
+        if req.context.get("imgbot_replay"):  # the inbox replays what was acknowledged but not handled
+            return next()
         if isinstance(body, dict) and body.get("type") == "event_callback" and body.get("event_id"):
             if not self.seen.add(str(body["event_id"])):
                 retry = (req.headers.get("x-slack-retry-num") or [""])[0]
