@@ -139,7 +139,8 @@ class S3Watcher:
         if not own_prefix or location.prefix.startswith(own_prefix + "/") or location.prefix == own_prefix:
             raise ConfigError(
                 f"{location} is where imgbot keeps its own originals "
-                f"(IMGBOT_STORAGE={self.core.settings.storage_url}); watch another prefix, or store originals elsewhere."
+                f"(IMGBOT_STORAGE={self.core.settings.storage_url}); "
+                "watch another prefix, or store originals elsewhere."
             )
 
     def scan(self, location: S3Location, *, on_result: Callable[[WatchResult], None] | None = None,

@@ -139,3 +139,32 @@ def test_s3_event_notifications_on_the_queue_are_analysed_once(s3: Any, tmp_path
     assert stats.done == 4 and again.done == 1 and len(queue) == 0
     assert s3.rekognition.call_count("DetectLabels") == 1
     assert analysed_images(tmp_path) == {"s3://uploads/drop/summer sale!.png": 1}
+
+
+def test_the_watermark_only_moves_forward_in_s3_key_order(database_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from bot.core.types import Source
+    from db import work_queries
+    from db.session import Database
+
+    database = Database(database_url)
+    database.ensure_schema()
+    now = datetime.now(UTC)
+    try:
+        with database.transaction() as session:
+            assert work_queries.get_watermark(session, "b", "p/") is None
+            work_queries.set_watermark(session, "b", "p/", "p/b.png", now)
+            work_queries.set_watermark(session, "b", "p/", "p/B.png", now)  # upper case sorts first in S3
+            work_queries.set_watermark(session, "b", "p/", "p/a.png", now)
+            work_queries.set_watermark(session, "b", "other/", "other/z.png", now)
+        with database.transaction() as session:
+            assert work_queries.get_watermark(session, "b", "p/") == "p/b.png"
+            work_queries.set_watermark(session, "b", "p/", "p/é.png", now)
+            assert work_queries.get_watermark(session, "b", "p/") == "p/é.png"
+            work_queries.reset_watermark(session, "b", "p/")
+            assert work_queries.get_watermark(session, "b", "p/") is None
+            assert work_queries.get_watermark(session, "b", "other/") == "other/z.png"
+            assert work_queries.seen_sources(session, [Source.s3("s3://b/p/a.png")]) == set()
+    finally:
+        database.dispose()

@@ -8,8 +8,9 @@ database before Slack has its ack; in HTTP mode the inbox (``bot/slack/inbox.py`
 the time between the edge's ack and the listener.
 
 ``serve(settings, core)`` runs it: Socket Mode when ``SLACK_APP_TOKEN`` is set, otherwise a
-threaded HTTP server on ``$PORT`` with ``POST /slack/events`` and ``GET /healthz``. As in bolt's adapters, the HTTP adapter only converts: it turns the
-request into a ``BoltRequest``, calls ``app.dispatch`` and writes the ``BoltResponse`` back.
+threaded HTTP server on ``$PORT`` with ``POST /slack/events`` and ``GET /healthz``. As in
+bolt's adapters, the HTTP adapter only converts: it turns the request into a ``BoltRequest``,
+calls ``app.dispatch`` and writes the ``BoltResponse`` back.
 In ``serve`` it listens on loopback behind the edge (``bot/slack/edge.py``), a small process
 that owns ``$PORT`` and acknowledges verified event deliveries before the app sees them.
 """

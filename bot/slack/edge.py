@@ -336,25 +336,30 @@ class Edge:
                 log.error("an acknowledged event could not be handed to the app and is lost")
 
 
-def database_inbox(database_url: str, owner: str) -> Callable[[Sequence[tuple[str, str]]], None]:
-    """A function that writes deliveries to the inbox table, leased to ``owner`` (the app's process)."""
-    from datetime import UTC, datetime
+class DatabaseInbox:
+    """Writes deliveries to the inbox table, leased to ``owner`` (the app's process, which handles them)."""
 
-    from db import slack_queries
-    from db.session import Database
+    def __init__(self, database_url: str, owner: str) -> None:
+        from db.session import Database
 
-    database = Database(database_url)
-    try:
-        with database.engine.connect():  # connect now, not on the first event of a burst
-            pass
-    except Exception as err:  # each save tries again; until then deliveries are proxied
-        log.warning("the inbox database is not reachable yet: %r", err)
+        self.owner = owner
+        self.database = Database(database_url)
+        try:
+            with self.database.engine.connect():  # connect now, not on the first event of a burst
+                pass
+        except Exception as err:  # each save tries again; until then deliveries are proxied
+            log.warning("the inbox database is not reachable yet: %r", err)
 
-    def save(deliveries: Sequence[tuple[str, str]]) -> None:
-        with database.transaction() as session:
-            slack_queries.save_deliveries(session, deliveries, owner=owner, now=datetime.now(UTC))
+    def __call__(self, deliveries: Sequence[tuple[str, str]]) -> None:
+        from datetime import UTC, datetime
 
-    return save
+        from db import slack_queries
+
+        with self.database.transaction() as session:
+            slack_queries.save_deliveries(session, deliveries, owner=self.owner, now=datetime.now(UTC))
+
+    def close(self) -> None:
+        self.database.dispose()
 
 
 def run_edge(host: str, port: int, upstream_port: int, secret: str, ready: Any, lifeline: Any,
@@ -362,7 +367,7 @@ def run_edge(host: str, port: int, upstream_port: int, secret: str, ready: Any, 
     """Entry point of the edge process: serve until SIGTERM, or until the parent's lifeline closes."""
     logging.basicConfig(level=log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    inbox = InboxWriter(database_inbox(database_url, owner)) if database_url else None
+    inbox = InboxWriter(DatabaseInbox(database_url, owner)) if database_url else None
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
