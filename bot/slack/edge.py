@@ -340,26 +340,30 @@ class DatabaseInbox:
     """Writes deliveries to the inbox table, leased to ``owner`` (the app's process, which handles them)."""
 
     def __init__(self, database_url: str, owner: str) -> None:
+        from db import slack_queries  # imported and connected now, not on the first event of a burst
         from db.session import Database
 
         self.owner = owner
+        self._queries = slack_queries
         self.database = Database(database_url)
         try:
-            with self.database.engine.connect():  # connect now, not on the first event of a burst
-                pass
+            with self.database.transaction() as session:
+                slack_queries.take_deliveries(session, owner, _utc_now(), limit=0)
         except Exception as err:  # each save tries again; until then deliveries are proxied
             log.warning("the inbox database is not reachable yet: %r", err)
 
     def __call__(self, deliveries: Sequence[tuple[str, str]]) -> None:
-        from datetime import UTC, datetime
-
-        from db import slack_queries
-
         with self.database.transaction() as session:
-            slack_queries.save_deliveries(session, deliveries, owner=self.owner, now=datetime.now(UTC))
+            self._queries.save_deliveries(session, deliveries, owner=self.owner, now=_utc_now())
 
     def close(self) -> None:
         self.database.dispose()
+
+
+def _utc_now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
 
 
 def run_edge(host: str, port: int, upstream_port: int, secret: str, ready: Any, lifeline: Any,
