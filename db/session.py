@@ -67,6 +67,16 @@ class Database:
         self.engine.dispose()
 
 
+def is_transient(exc: BaseException) -> bool:
+    """A database error that may pass on its own: a dropped connection, a server restarting, a full pool."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (OperationalError, InterfaceError, PoolTimeout))
+
+
 def _has_tables(engine: Engine) -> bool:
     return bool(inspect(engine).get_table_names())
 

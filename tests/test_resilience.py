@@ -147,3 +147,37 @@ def _queue_pending(core, images: list[bytes]) -> None:  # type: ignore[no-untype
                                             prepared=prepared)
             queries.record_sighting(session, image_id, Source.file(f"queued-{n}.jpg"), now)
             queries.record_stored(session, image_id, stored.key, stored.uri, now)
+
+
+def test_a_database_outage_of_a_few_seconds_is_retried_and_a_longer_one_fails_only_its_images(
+        core, fake_analyzer, monkeypatch):  # type: ignore[no-untyped-def]
+    from sqlalchemy.exc import OperationalError
+
+    from bot.core import pipeline as pipeline_module
+    from db import queries
+
+    monkeypatch.setattr(pipeline_module, "DATABASE_RETRY_DELAYS", (0.01, 0.02, 0.05))
+    save_analysis = queries.save_analysis
+    outage = iter(range(2))
+
+    def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if next(outage, None) is not None:
+            raise OperationalError("UPDATE images", {}, Exception("server closed the connection unexpectedly"))
+        return save_analysis(*args, **kwargs)
+
+    monkeypatch.setattr(queries, "save_analysis", flaky)
+    brief = core.ingest_many([(make_image(), Source.file(f"brief-{n}.png")) for n in range(3)])
+    assert [r.outcome for r in brief] == ["done"] * 3
+
+    def down(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OperationalError("UPDATE images", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(queries, "save_analysis", down)
+    long = core.ingest_many([(make_image(), Source.file("long.png"))])
+    assert long[0].outcome == "failed" and long[0].retryable and "database" in (long[0].reason or "")
+
+    monkeypatch.setattr(queries, "save_analysis", save_analysis)
+    finished = core.finish_pending()
+    assert [r.outcome for r in finished] == ["done"]
+    runs = _done_runs_per_image(core)
+    assert sorted(runs.values()) == [1] * 4

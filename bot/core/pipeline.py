@@ -17,6 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from PIL import Image
 
@@ -26,11 +27,17 @@ from bot.core.ports import Analyzer, Storage
 from bot.core.types import Analysis, IngestResult, PreparedImage, Source
 from bot.errors import ImgbotError, NotFound, StorageError
 from db import queries
-from db.session import Database
+from db.session import Database, is_transient
 
 log = logging.getLogger("imgbot.pipeline")
 
 Item = tuple[Path | bytes, Source]
+T = TypeVar("T")
+
+#: Pauses between tries while the database is briefly unavailable (a restart, a failover): ~15 s in all.
+#: Each try starts the image again, which is safe: every step is idempotent.
+DATABASE_RETRY_DELAYS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
+DATABASE_DOWN = "The database was unavailable; the image will be finished by the next run or `imgbot worker`."
 
 
 class Pipeline:
@@ -51,8 +58,12 @@ class Pipeline:
         """Analyse ``data`` seen at ``source``, or reuse the stored result for the same bytes."""
         started = time.perf_counter()
         sha256 = sha256_of(data)
-        with self._lock_for(sha256):
-            result = replace(self._ingest_locked(data, sha256, source, started), source_name=source.name)
+
+        def attempt() -> IngestResult:
+            with self._lock_for(sha256):
+                return self._ingest_locked(data, sha256, source, started)
+
+        result = replace(_with_database_retries(attempt, f"sha256={sha256[:12]}"), source_name=source.name)
         self._log(result, source)
         return result
 
@@ -196,15 +207,27 @@ class Pipeline:
                 return result
         else:
             data = payload
-        return self.ingest(data, source)
+        try:
+            return self.ingest(data, source)
+        except Exception as err:  # the database stayed away: this image fails alone, the batch goes on
+            if not is_transient(err):
+                raise
+            log.error("%s: the database is unavailable: %s", source.label, err)
+            result = IngestResult(None, sha256_of(data), "failed", 0.0, reason=DATABASE_DOWN, retryable=True,
+                                  source_name=source.name)
+            self._log(result, source)
+            return result
 
     def finish_pending(self, on_result: Callable[[IngestResult], None] | None = None) -> list[IngestResult]:
         """Complete images a crash left pending and retry failures that may pass now."""
-        with self.database.transaction() as session:
-            pending = queries.unfinished_images(session, _now())
+        def unfinished() -> list[queries.PendingImage]:
+            with self.database.transaction() as session:
+                return queries.unfinished_images(session, _now())
+
+        pending = _with_database_retries(unfinished, "finish_pending")
         results: list[IngestResult] = []
         with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="imgbot-resume") as pool:
-            for result in pool.map(self._resume, pending):
+            for result in pool.map(self._resume_retrying, pending):
                 results.append(result)
                 if on_result is not None:
                     on_result(result)
@@ -217,6 +240,15 @@ class Pipeline:
         with self.database.transaction() as session:
             item = work_queries.pending_image(session, image_id)
         return None if item is None else self._resume(item)
+
+    def _resume_retrying(self, item: queries.PendingImage) -> IngestResult:
+        try:
+            return _with_database_retries(lambda: self._resume(item), f"image={item.image_id}")
+        except Exception as err:  # the database stayed away: left pending for the next run
+            if not is_transient(err):
+                raise
+            log.error("image=%s the database is unavailable: %s", item.image_id, err)
+            return IngestResult(item.image_id, item.sha256, "failed", 0.0, reason=DATABASE_DOWN, retryable=True)
 
     def _resume(self, item: queries.PendingImage) -> IngestResult:
         started = time.perf_counter()
@@ -271,6 +303,20 @@ class Pipeline:
             "yes" if result.flagged else "no", result.seconds,
             f' reason="{result.reason}"' if result.reason and result.outcome == "failed" else "",
         )
+
+
+def _with_database_retries(fn: Callable[[], T], label: str) -> T:
+    """Run ``fn``, again after a pause while the database error is one that may pass."""
+    for delay in (*DATABASE_RETRY_DELAYS, None):
+        try:
+            return fn()
+        except Exception as err:
+            if delay is None or not is_transient(err):
+                raise
+            log.warning("%s: the database is unavailable (%s); trying again in %.1f s", label, type(err).__name__,
+                        delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def storage_key(sha256: str, extension: str) -> str:
