@@ -7,6 +7,7 @@ Exit statuses: 0 success, 1 an image failed / not found, 2 usage or query error.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -450,13 +451,13 @@ def _consume(core: Any, queue: Any, *, once: bool, interval: float) -> None:
     from bot.queue.worker import QueueWorker, WorkerOptions
 
     stop = threading.Event()
-    _stop_on_signals(stop)
     handlers = build_handlers(core)
     leftovers = core.finish_pending()  # what a crash left in the database first, as `analyze` does
     consumer = QueueWorker(queue, handlers.as_dict(), concurrency=core.settings.concurrency,
                            options=WorkerOptions(idle_interval=max(interval, 1.0) * 12), idle=core.finish_pending)
     try:
-        stats = consumer.run(stop, once=once)
+        with _stopped_by_signals(stop):
+            stats = consumer.run(stop, once=once)
     finally:
         handlers.close()
     if once:
@@ -464,13 +465,21 @@ def _consume(core: Any, queue: Any, *, once: bool, interval: float) -> None:
                    f"({stats.done} done, {stats.retried} to retry, {stats.busy} busy elsewhere, {stats.left} left)")
 
 
-def _stop_on_signals(stop: Any) -> None:
+@contextlib.contextmanager
+def _stopped_by_signals(stop: Any) -> Iterator[None]:
+    """SIGTERM and SIGINT set ``stop`` (work in hand is finished first); the old handlers come back after."""
     import signal
     import threading
 
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stop.set())
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @cli.command()
@@ -493,6 +502,7 @@ def watch(location: str, once: bool, interval: float, from_start: bool) -> None:
 
     from bot.aws import make_client
     from bot.s3watch import S3Location, S3Watcher, WatchResult
+    from db.session import is_transient
 
     settings = _load_settings()
     _setup_logging(settings)
@@ -502,7 +512,6 @@ def watch(location: str, once: bool, interval: float, from_start: bool) -> None:
     watcher.check(target)
     log = logging.getLogger("imgbot.watch")
     stop = threading.Event()
-    _stop_on_signals(stop)
 
     def show(result: WatchResult) -> None:
         detail = f" reason: {result.reason}" if result.reason and result.outcome != "done" else ""
@@ -512,31 +521,33 @@ def watch(location: str, once: bool, interval: float, from_start: bool) -> None:
     failed = 0
     first = True
     try:
-        while not stop.is_set():
-            started = time.perf_counter()
-            try:
-                results = watcher.scan(target, on_result=show, from_start=from_start and first)
-            except ImgbotError as err:
-                if once or not getattr(err, "retryable", False):
-                    raise
-                log.warning("listing %s failed, trying again in %.0f s: %s", target, interval, err.detail)
+        with _stopped_by_signals(stop):
+            while not stop.is_set():
+                started = time.perf_counter()
+                try:
+                    results = watcher.scan(target, on_result=show, from_start=from_start and first)
+                except Exception as err:  # S3 or the database unavailable: the next pass tries again
+                    if once or not (getattr(err, "retryable", False) or is_transient(err)):
+                        raise
+                    log.warning("watching %s failed, trying again in %.0f s: %s", target, interval,
+                                getattr(err, "detail", repr(err)))
+                    stop.wait(interval)
+                    continue
+                first = False
+                new = [r for r in results if r.outcome != "seen"]
+                counts = {outcome: sum(1 for r in new if r.outcome == outcome)
+                          for outcome in ("done", "reused", "failed", "pending", "skipped", "unreachable", "gone")}
+                failed += counts["failed"] + counts["unreachable"]
+                if new or once:
+                    click.echo(
+                        f"watched {target}: {len(new)} new — analysed {counts['done']}, reused {counts['reused']}, "
+                        f"failed {counts['failed']}, skipped {counts['skipped']}"
+                        + (f", unreadable for now {counts['unreachable']}" if counts["unreachable"] else "")
+                        + f" ({time.perf_counter() - started:.1f} s)"
+                    )
+                if once:
+                    break
                 stop.wait(interval)
-                continue
-            first = False
-            new = [r for r in results if r.outcome != "seen"]
-            counts = {outcome: sum(1 for r in new if r.outcome == outcome)
-                      for outcome in ("done", "reused", "failed", "pending", "skipped", "unreachable", "gone")}
-            failed += counts["failed"] + counts["unreachable"]
-            if new or once:
-                click.echo(
-                    f"watched {target}: {len(new)} new — analysed {counts['done']}, reused {counts['reused']}, "
-                    f"failed {counts['failed']}, skipped {counts['skipped']}"
-                    + (f", unreadable for now {counts['unreachable']}" if counts["unreachable"] else "")
-                    + f" ({time.perf_counter() - started:.1f} s)"
-                )
-            if once:
-                break
-            stop.wait(interval)
     finally:
         core.database.dispose()
     sys.exit(1 if once and failed else 0)

@@ -313,3 +313,85 @@ def test_a_worker_killed_mid_job_is_finished_by_another_after_the_visibility_tim
     assert finished == {"images": 1, "sightings": 1, "labels": finished["labels"], "analysis_runs": 1,
                         "slack_messages": 1}
     assert queue.receive(wait_seconds=0) == []
+
+
+# -- imgbot serve and imgbot worker with a queue ----------------------------------------------------
+
+
+class _FlakyQueue(MemoryQueue):
+    """SQS refusing the first sends (an outage of a few seconds)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__(visibility_timeout=30)
+        self.failures = failures
+
+    def send(self, body: Any, *, delay: int = 0) -> None:
+        from bot.errors import QueueError
+
+        if self.failures > 0:
+            self.failures -= 1
+            raise QueueError("SQS is busy or unreachable right now (ServiceUnavailable); imgbot will try again.")
+        super().send(body, delay=delay)
+
+
+def test_serve_with_a_queue_claims_and_enqueues_and_a_worker_replies(slack: FakeSlack, tmp_path: Path) -> None:
+    from bot.slack.app import build_bot
+
+    queue = _FlakyQueue(failures=1)
+    settings = slack_settings(tmp_path, slack, queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/jobs")
+    analyzer = FakeAnalyzer()
+    core = build_core(settings, storage=MemoryStorage(), analyzer_factory=lambda: analyzer)
+    bot = build_bot(settings, core, job_options=FAST, queue=queue)
+    bot.start()
+    server = bot.http_server("127.0.0.1", 0).start()
+    try:
+        ts, event = post_photo(slack, make_image())
+        envelope = sh.envelope(event, team_id=slack.team_id, bot_user_id=slack.bot_user_id)
+        assert sh.send_event(server.port, envelope)[0] == 200
+        sh.wait_until(lambda: len(queue) == 1)  # sent again after the refused first try
+        with core.database.transaction() as session:
+            claim = slack_queries.get_message(session, PUBLIC, ts)
+        assert claim is not None and claim.lease_owner == slack_queries.QUEUED
+        time.sleep(0.3)
+        assert slack.calls_to("chat.postMessage") == [] and analyzer.calls == 0  # serve analyses nothing
+
+        handlers = build_handlers(core)
+        stats = QueueWorker(queue, handlers.as_dict(), concurrency=2, options=QUICK).run(once=True)
+        handlers.close()
+    finally:
+        server.stop()
+        bot.stop()
+        core.database.dispose()
+    assert stats.done == 1 and len(queue) == 0
+    assert len(replies_in(slack, ts)) == 1 and analyzer.calls == 1
+
+
+def test_imgbot_worker_once_consumes_the_queue_and_finishes_the_database(aws: str, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from bot.cli import cli
+    from bot.core.types import Source
+    from bot.queue import image_job
+    from tests.fakes.rekognition import FakeRekognition
+
+    queue, _ = make_queue("cli-jobs", visibility=30)
+    with FakeRekognition() as rekognition:
+        for name, value in {"DATABASE_URL": f"sqlite:///{tmp_path}/imgbot.db",
+                            "IMGBOT_STORAGE": f"file://{tmp_path}/originals", "IMGBOT_ANALYZER": "rekognition",
+                            "IMGBOT_QUEUE_URL": queue.url,
+                            "AWS_ENDPOINT_URL_REKOGNITION": rekognition.endpoint_url}.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.chdir(tmp_path)
+        core = build_core(Settings.from_env(), analyzer_factory=FakeAnalyzer)
+        failed = core.ingest(b"not an image", Source.file("notes.txt"))
+        core.database.dispose()
+        queue.send(image_job(failed.image_id or 0))  # nothing left to do for it: deleted, no analysis
+        queue.send({"kind": "image", "image_id": 999})  # no such image: deleted too
+
+        result = CliRunner().invoke(cli, ["worker", "--once"], catch_exceptions=False)
+
+        assert result.exit_code == 0, result.stdout + result.stderr
+        assert "from the queue (2 done, 0 to retry, 0 busy elsewhere, 0 left)" in result.stdout
+        assert rekognition.call_count("DetectLabels") == 0
+    assert queue.receive(wait_seconds=0) == []

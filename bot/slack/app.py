@@ -47,7 +47,7 @@ from bot.slack.executor import QueueExecutor
 from bot.slack.inbox import STORED_HEADER, Inbox, InboxReplay, event_id_of
 from bot.slack.jobs import JobOptions, SlackJobs
 from bot.slack.memberships import MembershipCache
-from bot.slack.middleware import DropDuplicateDeliveries, IgnoreBotMessages
+from bot.slack.middleware import DUPLICATE_HEADER, DropDuplicateDeliveries, IgnoreBotMessages
 from bot.wiring import Core
 from db.queries import lease_owner
 
@@ -202,7 +202,7 @@ class AckFirst:
             return
         if response.status >= 400:
             log.info("event dispatch answered %s: %s", response.status, (response.body or "")[:200])
-        elif event_id and self.inbox is not None:
+        elif event_id and self.inbox is not None and DUPLICATE_HEADER not in response.headers:
             self.inbox.done(event_id)
 
     def shutdown(self) -> None:

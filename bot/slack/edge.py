@@ -333,7 +333,8 @@ class Edge:
                 self.forwarded += 1
                 break
             else:
-                log.error("an acknowledged event could not be handed to the app and is lost")
+                log.error("an acknowledged event could not be handed to the app; %s",
+                          "it stays in the inbox and is replayed when its lease ends" if self.inbox else "it is lost")
 
 
 class DatabaseInbox:

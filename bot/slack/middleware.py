@@ -24,6 +24,8 @@ from slack_bolt.response import BoltResponse
 
 log = logging.getLogger("imgbot.slack.middleware")
 
+DUPLICATE_HEADER = "x-imgbot-duplicate"
+
 # Message subtypes that describe someone else's message rather than a new one: never skipped.
 _HOUSEKEEPING_SUBTYPES = frozenset({"message_deleted", "message_changed"})
 
@@ -100,5 +102,6 @@ class DropDuplicateDeliveries(Middleware):
             if not self.seen.add(str(body["event_id"])):
                 retry = (req.headers.get("x-slack-retry-num") or [""])[0]
                 log.info("dropped duplicate delivery event_id=%s retry=%s", body["event_id"], retry or "-")
-                return BoltResponse(status=200, body="")
+                # Marked, so the inbox row of the first delivery (same event id) stays until that one is handled.
+                return BoltResponse(status=200, body="", headers={DUPLICATE_HEADER: "1"})
         return next()
