@@ -227,6 +227,8 @@ class SlackMessage(Base):
     # The claim is also a job: whoever holds the lease works on it (see db/slack_queries.py).
     lease_owner: Mapped[str | None] = mapped_column(String(255))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set just before the reply is posted: a later attempt looks for it in the thread before posting again.
+    reply_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class SlackInbox(Base):

@@ -61,6 +61,7 @@ class MessageClaim:
     replied_at: datetime | None
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
+    reply_started_at: datetime | None = None
 
 
 def _claim(row: SlackMessage) -> MessageClaim:
@@ -68,7 +69,7 @@ def _claim(row: SlackMessage) -> MessageClaim:
         id=row.id, team_id=row.team_id, channel_id=row.channel_id, message_ts=row.message_ts,
         thread_ts=row.thread_ts, user_id=row.user_id, file_ids=tuple(row.file_ids or ()), status=row.status,
         reply_ts=row.reply_ts, created_at=row.created_at, replied_at=row.replied_at,
-        lease_owner=row.lease_owner, lease_expires_at=row.lease_expires_at,
+        lease_owner=row.lease_owner, lease_expires_at=row.lease_expires_at, reply_started_at=row.reply_started_at,
     )
 
 
@@ -176,6 +177,14 @@ def hand_over(session: Session, claim_id: int, owner: str, new_owner: str | None
         .values(lease_owner=new_owner, lease_expires_at=until)
         .execution_options(synchronize_session=False)
     )
+
+
+def mark_replying(session: Session, claim_id: int, now: datetime) -> datetime | None:
+    """Note that a reply is about to be posted; returns when an earlier attempt did so (None: never)."""
+    earlier = session.execute(select(SlackMessage.reply_started_at).where(SlackMessage.id == claim_id)).scalar_one()
+    if earlier is None:
+        session.execute(update(SlackMessage).where(SlackMessage.id == claim_id).values(reply_started_at=now))
+    return earlier
 
 
 def mark_replied(session: Session, claim_id: int, reply_ts: str | None, now: datetime) -> None:

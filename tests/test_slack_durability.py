@@ -255,3 +255,23 @@ def test_the_edge_commits_a_burst_in_a_few_transactions() -> None:
         return await InboxWriter(broken).save("Ev1", b"{}")
 
     assert asyncio.run(refused()) is False
+
+
+def test_a_reply_posted_just_before_a_failure_is_not_posted_again(harness: Harness, monkeypatch: Any) -> None:
+    harness.start(annotate=False)
+    mark_replied = slack_queries.mark_replied
+    failures = iter([True])
+
+    def lost_after_posting(*args: Any, **kwargs: Any) -> None:  # the database went away (or the process died)
+        if next(failures, False):
+            raise OperationalError("UPDATE slack_messages", {}, Exception("server closed the connection"))
+        mark_replied(*args, **kwargs)
+
+    monkeypatch.setattr(slack_queries, "mark_replied", lost_after_posting)
+    ts, _, _ = harness.post_images(make_image())
+
+    replied = sh.wait_until(lambda: (claim := claim_of(harness, ts)) is not None and claim.status == "replied"
+                            and claim)
+    posts = [c for c in harness.slack.calls_to("chat.postMessage") if c.params.get("thread_ts") == ts]
+    assert len(posts) == 1 and replied.reply_ts == posts[0].answer["ts"]
+    assert len(harness.slack.calls_to("conversations.replies")) == 1  # the second attempt looked first

@@ -58,6 +58,8 @@ RETRYABLE_SLACK_ERRORS = frozenset({
     "ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout",
 })
 GONE_FILE_ERRORS = frozenset({"file_not_found", "file_deleted"})
+#: Message metadata on each reply, so a later attempt can tell that the reply was posted.
+REPLY_EVENT = "imgbot_reply"
 
 
 @dataclass(frozen=True)
@@ -554,7 +556,7 @@ class SlackJobs:
             moderation_min_confidence=self.settings.moderation_min_confidence,
             moderation_channel=bool(moderation_channel),
         )
-        reply_ts = self._post_reply(work, text, reply_blocks, giving_up)
+        reply_ts = self._reply_once(claim, work, text, reply_blocks, giving_up)
         self._finish(claim, reply_ts)
 
         annotated = [(r.outcome, r.annotated) for r in results if r.outcome is not None and r.annotated is not None]
@@ -639,11 +641,48 @@ class SlackJobs:
 
     # -- talking to Slack -------------------------------------------------------------------
 
+    def _reply_once(self, claim: MessageClaim, work: MessageWork, text: str, reply_blocks: list[blocks.Block],
+                    giving_up: bool) -> str | None:
+        """Post the reply, unless an earlier attempt posted it and died before recording it."""
+        with self.core.database.transaction() as session:
+            earlier = slack_queries.mark_replying(session, claim.id, datetime.now(UTC))
+        if earlier is not None:
+            found = self._find_reply(work, earlier)
+            if found is not None:
+                log.info("slack message channel=%s ts=%s was answered by an earlier attempt (reply %s): "
+                         "not posted again", work.channel_id, work.message_ts, found)
+                return found
+        return self._post_reply(work, text, reply_blocks, giving_up)
+
+    def _find_reply(self, work: MessageWork, since: datetime) -> str | None:
+        """The ts of imgbot's reply to this message in its thread, posted since ``since``; None if there is none."""
+        try:
+            response = self.client.conversations_replies(
+                channel=work.channel_id, ts=work.reply_thread, oldest=f"{_aware(since).timestamp() - 60:.6f}",
+                include_all_metadata=True, limit=200)
+        except SlackApiError as err:
+            if _retryable_slack(err):
+                raise RetryLater(f"conversations.replies: {_describe(err)}") from err
+            log.warning("cannot look for an earlier reply in %s/%s (%s); replying", work.channel_id,
+                        work.message_ts, _describe(err))
+            return None
+        except (SlackClientError, OSError) as err:
+            raise RetryLater(f"conversations.replies: {_describe(err)}") from err
+        for message in response.get("messages") or []:
+            metadata = message.get("metadata") or {}
+            if metadata.get("event_type") == REPLY_EVENT and (
+                    metadata.get("event_payload") or {}).get("message_ts") == work.message_ts:
+                return str(message["ts"])
+        return None
+
     def _post_reply(self, work: MessageWork, text: str, reply_blocks: list[blocks.Block],
                     giving_up: bool) -> str | None:
+        metadata = {"event_type": REPLY_EVENT,
+                    "event_payload": {"channel": work.channel_id, "message_ts": work.message_ts}}
         try:
             response = self.client.chat_postMessage(channel=work.channel_id, thread_ts=work.reply_thread, text=text,
-                                                    blocks=reply_blocks, unfurl_links=False, unfurl_media=False)
+                                                    blocks=reply_blocks, unfurl_links=False, unfurl_media=False,
+                                                    metadata=metadata)
             return str(response["ts"])
         except SlackApiError as err:
             if _retryable_slack(err) and not giving_up:
@@ -652,7 +691,8 @@ class SlackJobs:
                 log.error("reply blocks rejected (%s); posting text only", _describe(err))
                 try:
                     response = self.client.chat_postMessage(channel=work.channel_id, thread_ts=work.reply_thread,
-                                                            text=text, unfurl_links=False, unfurl_media=False)
+                                                            text=text, unfurl_links=False, unfurl_media=False,
+                                                            metadata=metadata)
                     return str(response["ts"])
                 except SlackApiError as again:
                     err = again

@@ -8,6 +8,8 @@ Create Date: 2026-12-03
   with a lease, as ``images`` is, so several ``imgbot serve`` / ``imgbot worker``
   processes can share one database: a start-up sweep takes only claims whose
   lease has expired or whose owner (a process on this host) is dead.
+- ``slack_messages.reply_started_at``: set just before the reply is posted; a later
+  attempt then looks for that reply in the thread before posting another.
 - ``slack_inbox``: Events API deliveries written before the ack is sent and
   deleted once a listener has handled them; what a crash leaves is replayed.
 - ``s3_watermarks``: per ``s3://bucket/prefix`` watched by ``imgbot watch``, the
@@ -28,6 +30,7 @@ depends_on = None
 def upgrade() -> None:
     op.add_column('slack_messages', sa.Column('lease_owner', sa.String(length=255), nullable=True))
     op.add_column('slack_messages', sa.Column('lease_expires_at', sa.DateTime(timezone=True), nullable=True))
+    op.add_column('slack_messages', sa.Column('reply_started_at', sa.DateTime(timezone=True), nullable=True))
     op.create_index('ix_slack_messages_status_created_at', 'slack_messages', ['status', 'created_at'], unique=False)
     op.create_table('slack_inbox',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -56,5 +59,6 @@ def downgrade() -> None:
     op.drop_table('slack_inbox')
     op.drop_index('ix_slack_messages_status_created_at', table_name='slack_messages')
     # ALTER TABLE … DROP COLUMN (SQLite 3.35+), as 0002 does: no batch copy of the table.
+    op.drop_column('slack_messages', 'reply_started_at')
     op.drop_column('slack_messages', 'lease_expires_at')
     op.drop_column('slack_messages', 'lease_owner')

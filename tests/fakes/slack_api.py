@@ -294,6 +294,10 @@ class FakeSlack:
                    "blocks": params.get("blocks") or []}
         if params.get("thread_ts"):
             message["thread_ts"] = params["thread_ts"]
+        if params.get("metadata"):
+            message["metadata"] = params["metadata"]
+        with self._lock:  # readable again with conversations.history / .replies, as in Slack
+            self.messages.setdefault(channel, []).append(message)
         return {"ok": True, "channel": channel, "ts": ts, "message": message}
 
     def _api_chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
