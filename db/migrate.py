@@ -16,9 +16,12 @@ import migrations
 MIGRATIONS_DIR = Path(migrations.__file__).parent
 
 # Objects made by hand in migrations for one dialect (the FTS5 table and its shadow
-# tables, PostgreSQL expression indexes): autogenerate cannot express them, so they
+# tables, expression indexes): autogenerate cannot express them, so they
 # must not count as differences between the models and the database.
-HAND_MADE = {"search_fts", "ix_search_documents_labels_tsv", "ix_search_documents_text_tsv"}
+HAND_MADE = {
+    "search_fts", "ix_search_documents_labels_tsv", "ix_search_documents_text_tsv",
+    "ix_sightings_lower_channel_name", "ix_sightings_lower_user_name",
+}
 
 
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:

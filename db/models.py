@@ -33,7 +33,12 @@ IMAGE_STATUSES = ("pending", "done", "failed")
 
 class Image(Base):
     __tablename__ = "images"
-    __table_args__ = (Index("ix_images_status_updated_at", "status", "updated_at"),)
+    __table_args__ = (
+        Index("ix_images_status_updated_at", "status", "updated_at"),
+        # Recency order for search and reports without sorting every match.
+        Index("ix_images_status_last_seen_at", "status", "last_seen_at"),
+        Index("ix_images_max_moderation_confidence", "max_moderation_confidence"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
@@ -59,6 +64,8 @@ class Image(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     analyzed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When it was last posted: the newest live sighting's seen_at (NULL once every sighting is deleted).
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     sightings: Mapped[list[Sighting]] = relationship(back_populates="image", cascade="all, delete-orphan")
     labels: Mapped[list[Label]] = relationship(cascade="all, delete-orphan", order_by="Label.confidence.desc()")
@@ -78,10 +85,11 @@ class Sighting(Base):
     __tablename__ = "sightings"
     __table_args__ = (
         UniqueConstraint("image_id", "source_key"),
-        Index("ix_sightings_channel_id_seen_at", "channel_id", "seen_at"),
-        Index("ix_sightings_user_id", "user_id"),
+        # The image id last: in:, from: and date searches are read from the index alone.
+        Index("ix_sightings_channel_id_seen_at_image_id", "channel_id", "seen_at", "image_id"),
+        Index("ix_sightings_user_id_image_id", "user_id", "image_id"),
         Index("ix_sightings_file_id", "file_id"),
-        Index("ix_sightings_seen_at", "seen_at"),
+        Index("ix_sightings_seen_at_image_id", "seen_at", "image_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -106,6 +114,7 @@ class Sighting(Base):
 
 class Label(Base):
     __tablename__ = "labels"
+    __table_args__ = (Index("ix_labels_name_confidence", "name", "confidence"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
@@ -121,7 +130,8 @@ class LabelTerm(Base):
     """A label, one of its parents or one of its aliases, lower-cased, with the label's confidence."""
 
     __tablename__ = "label_terms"
-    __table_args__ = (Index("ix_label_terms_term_confidence", "term", "confidence"),)
+    # The image id is in the index so label lookups never read the table.
+    __table_args__ = (Index("ix_label_terms_term_confidence_image_id", "term", "confidence", "image_id"),)
 
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
     term: Mapped[str] = mapped_column(String(255), primary_key=True)

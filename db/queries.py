@@ -126,6 +126,15 @@ def record_sighting(session: Session, image_id: int, source: Source, now: dateti
     ).scalar_one()
     if source.permalink and not sighting.permalink:
         sighting.permalink = source.permalink
+    if sighting.deleted_at is None:
+        # Only ever moves forward, so two workers recording the same image cannot undo each other.
+        session.execute(
+            update(models.Image)
+            .where(models.Image.id == image_id,
+                   or_(models.Image.last_seen_at.is_(None), models.Image.last_seen_at < sighting.seen_at))
+            .values(last_seen_at=sighting.seen_at)
+            .execution_options(synchronize_session=False)
+        )
     return int(sighting.id)
 
 
@@ -304,6 +313,7 @@ def delete_sightings(
     if not image_ids:
         return []
     session.execute(update(models.Sighting).where(*conditions).values(deleted_at=now))
+    _refresh_last_seen(session, image_ids)
     live = set(session.execute(
         select(models.Sighting.image_id).where(
             models.Sighting.image_id.in_(image_ids), models.Sighting.deleted_at.is_(None)
@@ -320,6 +330,25 @@ def delete_sightings(
         orphaned.append((image_id, key))
     # Another image row may share the key only if it has the same bytes, which the unique hash forbids.
     return orphaned
+
+
+def _refresh_last_seen(session: Session, image_ids: list[int]) -> None:
+    """Set ``last_seen_at`` to the newest live sighting again (NULL when none is left)."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Lock the rows first: the UPDATE below then reads sightings committed up to now, and a
+        # repost recorded meanwhile waits and moves the value forward (see ``record_sighting``).
+        session.execute(
+            select(models.Image.id).where(models.Image.id.in_(image_ids)).with_for_update(key_share=True)
+        )
+    newest = (
+        select(func.max(models.Sighting.seen_at))
+        .where(models.Sighting.image_id == models.Image.id, models.Sighting.deleted_at.is_(None))
+        .scalar_subquery()
+    )
+    session.execute(
+        update(models.Image).where(models.Image.id.in_(image_ids)).values(last_seen_at=newest)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def record_moderation_decision(session: Session, image_id: int, decision: str, user_id: str, now: datetime) -> None:

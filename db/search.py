@@ -14,11 +14,35 @@ records handed back keep only the visible sightings.
 Full text lives in ``search_documents`` (labels with parents and aliases; the
 detected lines). SQLite searches it through the FTS5 table ``search_fts``;
 PostgreSQL through GIN indexes on ``to_tsvector('english', …)``.
+
+Ranking without sorting every match. Results are ordered by score (matched label
+confidence, plus ``TEXT_MATCH_SCORE`` per matched text term), then by the newest
+post the caller may see, then by id. A wide query (``cat`` at 50,000 matches) must
+not score and sort them all, so a page is found in rounds (``_rank``):
+
+1. Count the matches, but only up to ``COUNT_CAP`` ("10,000+"). Few matches
+   (``SORT_ALL_MAX``): rank them all in one statement, which the database starts
+   from the most selective index.
+2. Otherwise gather a bounded set of candidates from indexes: the ``n`` newest
+   images (``images.last_seen_at``, or the caller's channels' posts since then),
+   the ``n`` surest images for every label term (``label_terms`` by confidence),
+   and every image of a text term that has at most ``n`` of them. Only those are
+   checked against the query (per row, through ``image_id`` indexes), scored and
+   sorted.
+3. An image left out scores less than the sum of the thresholds that left it out
+   and was posted before the window, so once the page's last row beats that bound
+   the page is exact; else ``n`` grows and the round is run again.
+
+Conditions therefore come in two forms: as ``IN`` lists that a database can start
+from (counting, few matches) and, for the candidates, as correlated ``EXISTS``
+probes (``_Context.probe``), so that nothing is read for images outside the set.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import math
 import re
 import unicodedata
 from collections.abc import Collection, Iterable, Sequence
@@ -30,12 +54,12 @@ from sqlalchemy import (
     ColumnElement,
     Float,
     Integer,
+    Select,
     and_,
     bindparam,
     case,
     cast,
     column,
-    distinct,
     false,
     func,
     literal,
@@ -45,12 +69,22 @@ from sqlalchemy import (
     select,
     table,
     true,
+    union,
+    union_all,
 )
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
-from bot.core.records import ImageRecord, LabelCount, ReportData, SearchHit, SearchPage, SightingRecord
+from bot.core.records import (
+    ImageRecord,
+    LabelCount,
+    ReportData,
+    ReportTotals,
+    SearchHit,
+    SearchPage,
+    SightingRecord,
+)
 from bot.core.search import (
     And,
     ChannelFilter,
@@ -66,16 +100,22 @@ from bot.core.search import (
     UserFilter,
     Word,
 )
-from db import queries
-from db.models import Image, LabelTerm, ModerationLabel, SearchDocument, Sighting, TextDetection
+from db.bulk_records import load_records
+from db.models import IMAGE_STATUSES, Image, LabelTerm, ModerationLabel, SearchDocument, Sighting, TextDetection
 from db.models import Label as LabelRow
 
-__all__ = ["REPORT_MAX_IMAGES", "REPORT_TOP_LABELS", "report_data", "search_images"]
+__all__ = ["COUNT_CAP", "REPORT_MAX_IMAGES", "REPORT_TOP_LABELS", "report_data", "search_images"]
 
 REPORT_MAX_IMAGES = 10_000
 REPORT_TOP_LABELS = 20
 MAX_PER_PAGE = 1000
 TEXT_MATCH_SCORE = 100.0  # a text match counts like a label at 100% confidence
+COUNT_CAP = 1_000  # a search counts its matches up to here, then says "1,000+"
+SORT_ALL_MAX = COUNT_CAP  # this many matches or fewer are ranked all at once
+ESTIMATE_UP_TO = 2_000  # rows read of each way to list the matches, to pick the shortest (SQLite)
+FIRST_ROUND = 400  # candidates per index in the first round of ``_rank``; grows by ``GROWTH``
+GROWTH = 8
+PAIR_MAX = 5_000  # images with two label terms at once that a round brings in, at most
 
 _FTS = table("search_fts", column("rowid", Integer), column("search_fts"))
 _TOKEN = re.compile(r"[^\W_]+")
@@ -89,6 +129,9 @@ class _Context:
     label_inclusive: bool
     moderation_min: float
     channels: list[str] | None
+    probe: bool = False  # conditions as correlated EXISTS per image, not as IN lists
+    # PostgreSQL: the text terms whose tsquery is empty (only stop words: "to be"); the lines decide.
+    stop_words_only: frozenset[str] = frozenset()
 
     def visible(self, *, indexed: bool = False) -> list[ColumnElement[bool]]:
         """Conditions on ``sightings`` for the ones the caller may see (see ``plain`` for ``indexed``)."""
@@ -102,18 +145,36 @@ class _Context:
         """``column`` that SQLite will not pick an index for (unary ``+``).
 
         SQLite has no statistics by default; inside a subquery correlated on
-        ``image_id`` it would otherwise walk ``ix_sightings_channel_id_seen_at`` for
+        ``image_id`` it would otherwise walk ``ix_sightings_channel_id_seen_at_image_id`` for
         every image instead of the image's few sightings. PostgreSQL plans by cost.
         """
         if self.dialect != "sqlite":
             return column  # type: ignore[no-any-return]
         return UnaryExpression(column, operator=custom_op("+"), type_=column.type)
 
+    def exists(self, statement: Select[Any]) -> ColumnElement[bool]:
+        """``EXISTS (statement)``, correlated on ``images``. On PostgreSQL in probe mode with
+        ``OFFSET 0``, which keeps the planner from turning it into a join that first reads
+        every matching row of the other table (it cannot know the candidates are few)."""
+        if self.probe and self.dialect == "postgresql":
+            statement = statement.offset(0)
+        return statement.exists()
+
     def confident(self, confidence: Any) -> ColumnElement[bool]:
         condition: ColumnElement[bool] = (
             confidence >= self.label_min if self.label_inclusive else confidence > self.label_min
         )
         return condition
+
+    def newest(self) -> ColumnElement[Any]:
+        """When the image was last posted where the caller can see it (the ranking's tie-breaker)."""
+        if self.channels is None:
+            return Image.last_seen_at.expression  # kept by db.queries: the newest live sighting
+        return (
+            select(func.max(Sighting.seen_at))
+            .where(Sighting.image_id == Image.id, *self.visible())
+            .scalar_subquery()
+        )
 
 
 def _context(session: Session, query: Query, channels: Collection[str] | None,
@@ -123,11 +184,28 @@ def _context(session: Session, query: Query, channels: Collection[str] | None,
         label_min, inclusive = float(query.confidence.value), query.confidence.inclusive
     else:
         label_min, inclusive = float(label_min_confidence), True
+    stop_words_only: frozenset[str] = frozenset()
+    if bind.dialect.name == "postgresql":
+        english: ColumnElement[Any] = literal_column("'english'")
+        for words in {" ".join(tokens) for tokens in map(_text_tokens, _text_terms(query)) if tokens}:
+            empty = func.numnode(func.phraseto_tsquery(english, bindparam(None, words, unique=True))) == 0
+            if session.execute(select(empty)).scalar_one():
+                stop_words_only |= {words}
     return _Context(
         dialect=bind.dialect.name, label_min=label_min, label_inclusive=inclusive,
         moderation_min=float(moderation_min_confidence),
-        channels=sorted(set(channels)) if channels is not None else None,
+        channels=sorted(set(channels)) if channels is not None else None, stop_words_only=stop_words_only,
     )
+
+
+def _text_terms(query: Query) -> list[str]:
+    """Every text the query looks for in detected lines (negated or not)."""
+    return [term.text if isinstance(term, Word) else term.phrase
+            for term, _negated in query.leaves() if isinstance(term, (Word, TextFilter))]
+
+
+def _text_tokens(text: str) -> list[str]:
+    return _TOKEN.findall(_normalise(text).lower())
 
 
 # -- compiling terms -------------------------------------------------------------------------
@@ -147,9 +225,10 @@ def _label_candidates(word: Word) -> list[str]:
 
 
 def _label_in(candidates: Sequence[str], ctx: _Context) -> ColumnElement[bool]:
-    return Image.id.in_(
-        select(LabelTerm.image_id).where(LabelTerm.term.in_(list(candidates)), ctx.confident(LabelTerm.confidence))
-    )
+    matches = [LabelTerm.term.in_(list(candidates)), ctx.confident(LabelTerm.confidence)]
+    if ctx.probe:
+        return ctx.exists(select(LabelTerm.image_id).where(LabelTerm.image_id == Image.id, *matches))
+    return Image.id.in_(select(LabelTerm.image_id).where(*matches))
 
 
 def _label_score(candidates: Sequence[str], ctx: _Context) -> ColumnElement[float]:
@@ -162,13 +241,12 @@ def _label_score(candidates: Sequence[str], ctx: _Context) -> ColumnElement[floa
     return func.coalesce(best, 0.0)
 
 
-def _line_contains(phrase: str) -> ColumnElement[bool]:
+def _line_contains(phrase: str, ctx: _Context) -> ColumnElement[bool]:
     """Some detected LINE of the image contains ``phrase``, in any case (LIKE, escaped)."""
-    return (
+    return ctx.exists(
         select(TextDetection.id)
         .where(TextDetection.image_id == Image.id, TextDetection.kind == "LINE",
                TextDetection.text.icontains(phrase, autoescape=True))
-        .exists()
     )
 
 
@@ -178,15 +256,15 @@ def _fts_text_phrase(tokens: list[str], ctx: _Context) -> ColumnElement[bool]:
     if ctx.dialect == "postgresql":
         english: ColumnElement[Any] = literal_column("'english'")
         tsquery = func.phraseto_tsquery(english, bindparam(None, words, unique=True))
-        return Image.id.in_(
-            select(SearchDocument.image_id).where(func.to_tsvector(english, SearchDocument.text).op("@@")(tsquery))
-        )
-    # FTS5: a column filter and one string (its quotes doubled), bound as a parameter.
+        matched = func.to_tsvector(english, SearchDocument.text).op("@@")(tsquery)
+        if ctx.probe:
+            return ctx.exists(select(SearchDocument.image_id).where(SearchDocument.image_id == Image.id, matched))
+        return Image.id.in_(select(SearchDocument.image_id).where(matched))
+    # FTS5: a column filter and one string (its quotes doubled), bound as a parameter. Always an
+    # IN list: FTS5 reads the whole list once quickly, but a MATCH per rowid costs milliseconds.
     expression = 'text : "' + words.replace('"', '""') + '"'
-    return Image.id.in_(
-        select(_FTS.c.rowid).where(_FTS.c.search_fts.op("MATCH", is_comparison=True)(
-            bindparam(None, expression, unique=True)))
-    )
+    match = _FTS.c.search_fts.op("MATCH", is_comparison=True)(bindparam(None, expression, unique=True))
+    return Image.id.in_(select(_FTS.c.rowid).where(match))
 
 
 def _text_match(text: str, ctx: _Context, *, exact: bool) -> ColumnElement[bool]:
@@ -197,16 +275,12 @@ def _text_match(text: str, ctx: _Context, *, exact: bool) -> ColumnElement[bool]
     indexable token at all (``"%"``) is only checked as a substring.
     """
     phrase = _normalise(text)
-    tokens = _TOKEN.findall(phrase.lower())
-    if not tokens:
-        return _line_contains(phrase) if phrase else false()
+    tokens = _text_tokens(text)
+    if not tokens or " ".join(tokens) in ctx.stop_words_only:
+        # Nothing the index knows (``"%"``, or only PostgreSQL stop words: "to be"): the lines decide.
+        return _line_contains(phrase, ctx) if phrase else false()
     indexed = _fts_text_phrase(tokens, ctx)
-    if ctx.dialect == "postgresql":
-        # Only stop words ("to be"): the tsquery is empty and matches nothing, so the lines decide.
-        english: ColumnElement[Any] = literal_column("'english'")
-        empty = func.numnode(func.phraseto_tsquery(english, bindparam(None, " ".join(tokens), unique=True))) == 0
-        indexed = or_(indexed, empty) if exact else or_(indexed, and_(empty, _line_contains(phrase)))
-    return and_(indexed, _line_contains(phrase)) if exact else indexed
+    return and_(indexed, _line_contains(phrase, ctx)) if exact else indexed
 
 
 def _needs_exact(word: Word) -> bool:
@@ -219,22 +293,29 @@ def _sighting_condition(term: Term, ctx: _Context, *, indexed: bool = False) -> 
 
     ``indexed`` lets SQLite use the channel, user and date indexes (for an uncorrelated
     ``IN`` list); otherwise the subquery is meant to go through ``image_id``.
+    Names are compared as ``lower(…)``; on SQLite the same ASCII folding is the
+    column's ``NOCASE`` collation, which is what ``ix_sightings_lower_*`` index there.
     """
     def col(column: Any) -> ColumnElement[Any]:
         return column if indexed else ctx.plain(column)
+
+    def name_in(column: Any, names: list[str]) -> ColumnElement[bool]:
+        if ctx.dialect == "sqlite":
+            return col(column).collate("NOCASE").in_(names)
+        return func.lower(column).in_(names)
 
     if isinstance(term, ChannelFilter):
         if term.is_id:
             return col(Sighting.channel_id) == term.channel
         name = term.channel.lower()
         return or_(col(Sighting.channel_id).in_(sorted({term.channel, term.channel.upper()})),
-                   func.lower(Sighting.channel_name).in_([name, "#" + name]))
+                   name_in(Sighting.channel_name, [name, "#" + name]))
     if isinstance(term, UserFilter):
         if term.is_id:
             return col(Sighting.user_id) == term.user
         name = term.user.lower()
         return or_(col(Sighting.user_id).in_(sorted({term.user, term.user.upper()})),
-                   func.lower(Sighting.user_name).in_([name, "@" + name]))
+                   name_in(Sighting.user_name, [name, "@" + name]))
     assert isinstance(term, SeenFilter)
     bounds: list[ColumnElement[bool]] = []
     if term.start is not None:
@@ -249,12 +330,12 @@ def _seen_in(conditions: Iterable[ColumnElement[bool]], ctx: _Context) -> Column
 
     A correlated EXISTS: each candidate image is checked through ``ix_sightings_image_id``.
     """
-    return select(Sighting.id).where(Sighting.image_id == Image.id, *ctx.visible(), *conditions).exists()
+    return ctx.exists(select(Sighting.id).where(Sighting.image_id == Image.id, *ctx.visible(), *conditions))
 
 
 def _indexable(term: Term) -> bool:
-    """A sighting term an index can find directly: a channel or user id, or a time range."""
-    return isinstance(term, SeenFilter) or (isinstance(term, (ChannelFilter, UserFilter)) and term.is_id)
+    """A sighting term an index can find directly: a channel or user (id or name), or a time range."""
+    return isinstance(term, (SeenFilter, ChannelFilter, UserFilter))
 
 
 def _seen_in_list(terms: Sequence[Term], ctx: _Context) -> ColumnElement[bool]:
@@ -292,6 +373,9 @@ def _condition(term: Term, ctx: _Context, *, top: bool = False) -> ColumnElement
             return Image.face_count > 0
         if term.what == "moderation":
             return _flagged(ctx, None)
+        if ctx.probe:
+            return ctx.exists(select(LabelTerm.image_id).where(
+                LabelTerm.image_id == Image.id, ctx.confident(LabelTerm.confidence)))
         return Image.id.in_(select(LabelTerm.image_id).where(ctx.confident(LabelTerm.confidence)))
     raise TypeError(f"unknown query term {term!r}")  # pragma: no cover - the parser makes only the above
 
@@ -299,50 +383,91 @@ def _condition(term: Term, ctx: _Context, *, top: bool = False) -> ColumnElement
 def _sightings_match(terms: Sequence[Term], ctx: _Context, *, top: bool) -> ColumnElement[bool]:
     """One visible sighting meets all ``terms``: an ``IN`` list the planner can start from when the
     terms are required and indexable (``in:<#C0123>``, dates), else a correlated EXISTS."""
-    if top and all(_indexable(t) for t in terms):
+    if top and not ctx.probe and all(_indexable(t) for t in terms):
         return _seen_in_list(terms, ctx)
     return _seen_in([_sighting_condition(t, ctx) for t in terms], ctx)
 
 
 def _flagged(ctx: _Context, category: str | None) -> ColumnElement[bool]:
-    conditions: list[ColumnElement[bool]] = [ModerationLabel.confidence >= ctx.moderation_min]
-    if category:
-        word = _normalise(category)
-        conditions.append(or_(ModerationLabel.name.icontains(word, autoescape=True),
-                              ModerationLabel.parent_name.icontains(word, autoescape=True)))
+    if not category:
+        # save_analysis keeps the strongest stored moderation label's confidence on the image.
+        return Image.max_moderation_confidence >= ctx.moderation_min
+    word = _normalise(category)
+    conditions: list[ColumnElement[bool]] = [
+        ModerationLabel.confidence >= ctx.moderation_min,
+        or_(ModerationLabel.name.icontains(word, autoescape=True),
+            ModerationLabel.parent_name.icontains(word, autoescape=True)),
+    ]
+    if ctx.probe:
+        return ctx.exists(select(ModerationLabel.id).where(ModerationLabel.image_id == Image.id, *conditions))
     return Image.id.in_(select(ModerationLabel.image_id).where(*conditions))
 
 
-def _score(query: Query, ctx: _Context) -> ColumnElement[float]:
-    """Matched label confidence plus ``TEXT_MATCH_SCORE`` per matched text term (positive terms only)."""
-    parts: list[ColumnElement[float]] = []
+# -- scoring -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _LabelPart:
+    """A positive label term of the query: scores the best confidence among ``terms``."""
+
+    terms: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _TextPart:
+    """A positive text term of the query: scores ``TEXT_MATCH_SCORE`` when it matches."""
+
+    text: str
+    exact: bool
+
+
+def _score_parts(query: Query) -> list[_LabelPart | _TextPart]:
+    """What the score adds up: the positive label and text terms, in query order."""
+    parts: list[_LabelPart | _TextPart] = []
     for term, negated in query.leaves():
         if negated:
             continue
         if isinstance(term, LabelFilter):
-            parts.append(_label_score([term.name.strip().lower()[:255]], ctx))
+            parts.append(_LabelPart((term.name.strip().lower()[:255],)))
         elif isinstance(term, Word):
-            parts.append(_label_score(_label_candidates(term), ctx))
-            parts.append(_text_score(_text_match(term.text, ctx, exact=_needs_exact(term))))
+            parts.append(_LabelPart(tuple(_label_candidates(term))))
+            parts.append(_TextPart(term.text, _needs_exact(term)))
         elif isinstance(term, TextFilter):
-            parts.append(_text_score(_text_match(term.phrase, ctx, exact=True)))
-    if not parts:
+            parts.append(_TextPart(term.phrase, True))
+    return parts
+
+
+def _score(parts: Sequence[_LabelPart | _TextPart], ctx: _Context) -> ColumnElement[float]:
+    """Matched label confidence plus ``TEXT_MATCH_SCORE`` per matched text term (positive terms only)."""
+    scores: list[ColumnElement[float]] = []
+    for part in parts:
+        if isinstance(part, _LabelPart):
+            scores.append(_label_score(part.terms, ctx))
+        else:
+            scores.append(case((_text_match(part.text, ctx, exact=part.exact), TEXT_MATCH_SCORE), else_=0.0))
+    if not scores:
         return cast(literal(0.0), Float)
-    total = parts[0]
-    for part in parts[1:]:
-        total = total + part
+    total = scores[0]
+    for part_score in scores[1:]:
+        total = total + part_score
     return cast(total, Float)
 
 
-def _text_score(matched: ColumnElement[bool]) -> ColumnElement[float]:
-    return case((matched, TEXT_MATCH_SCORE), else_=0.0)
-
-
-def _filters(query: Query, ctx: _Context, statuses: Sequence[str]) -> list[ColumnElement[bool]]:
+def _filters(query: Query, ctx: _Context, statuses: Sequence[str], *,
+             visible_list: bool = False) -> list[ColumnElement[bool]]:
+    """``query`` and who may see what, as conditions on ``images``. ``visible_list``: the caller's
+    channels as one list of their posts (for a report over all of them) rather than a probe per image."""
+    visible: ColumnElement[bool]
+    if ctx.channels is None:
+        # Unrestricted, visible is "some live sighting", which ``last_seen_at`` records.
+        visible = Image.last_seen_at.is_not(None)
+    elif visible_list:
+        visible = Image.id.in_(select(Sighting.image_id).where(*ctx.visible(indexed=True)))
+    else:
+        visible = _seen_in([], ctx)
     filters: list[ColumnElement[bool]] = [
         ctx.plain(Image.status).in_(list(statuses)),  # let SQLite start from a selective term instead
-        # Visibility is its own top-level condition: nothing inside the query can undo it.
-        _seen_in([], ctx),
+        visible,  # its own top-level condition: nothing inside the query can undo it
     ]
     if query.where is not None:
         filters.append(_condition(query.where, ctx, top=True))
@@ -354,12 +479,243 @@ def _filters(query: Query, ctx: _Context, statuses: Sequence[str]) -> list[Colum
     return filters
 
 
-def _newest_visible_seen_at(ctx: _Context) -> ColumnElement[datetime]:
-    return (
-        select(func.max(Sighting.seen_at))
-        .where(Sighting.image_id == Image.id, *ctx.visible())
-        .scalar_subquery()
-    )
+# -- where the matches come from ---------------------------------------------------------------
+#
+# Counting "up to 1,001" must not read every match of ``label:animal`` (300,000 images) or
+# ``after:`` (a month of posts). The matches are read from *drivers*: lists of image ids from one
+# index each (repeats allowed) that include every match, e.g. ``label_terms`` for ``label:dog``,
+# the channel's posts for ``in:#pets``; each image they lead to is then checked with the probes.
+# SQLite would turn ``images.id IN (list)`` into a temporary table of the whole list before reading
+# a row, so there the shortest driver is read in order and the count stops when it has enough.
+# PostgreSQL gets every driver as a semi-join, which it plans by cost, and the probes fenced off
+# (``_Context.exists``) so that a wrong row estimate cannot make it hash a whole table.
+
+
+def _driver(term: Term, ctx: _Context) -> list[list[Select[Any]]]:
+    """Ways to list (a superset of) the images ``term`` matches, each way the parts of one
+    ``UNION ALL`` read from indexes; none when only a scan of ``images`` would do (``-label:cat``)."""
+    if isinstance(term, And):
+        return [way for t in term.terms for way in _driver(t, ctx)]
+    if isinstance(term, Or):
+        branches = [_driver(t, ctx) for t in term.terms]
+        return [[part for ways in branches for part in ways[0]]] if all(branches) else []
+    if isinstance(term, LabelFilter):
+        return [[_label_driver([term.name.strip().lower()[:255]], ctx)]]
+    if isinstance(term, Word):
+        text = _text_driver(term.text, ctx)
+        return [[_label_driver(_label_candidates(term), ctx), text]] if text is not None else []
+    if isinstance(term, TextFilter):
+        text = _text_driver(term.phrase, ctx)
+        return [[text]] if text is not None else []
+    if isinstance(term, UnsafeFilter) or (isinstance(term, HasFilter) and term.what == "moderation"):
+        return [[select(Image.id.label("image_id")).where(Image.max_moderation_confidence >= ctx.moderation_min)]]
+    if isinstance(term, _SIGHTING_TERMS):
+        # ``+image_id``: so that SQLite reads the term's index rather than ix_sightings_image_id
+        # (which would hand the ids over in order, for the DISTINCT, after reading every post).
+        return [[select(ctx.plain(Sighting.image_id).label("image_id"))
+                 .where(_sighting_condition(term, ctx, indexed=True))]]
+    return []
+
+
+def _label_driver(candidates: Sequence[str], ctx: _Context) -> Select[Any]:
+    return select(LabelTerm.image_id).where(LabelTerm.term.in_(list(candidates)), ctx.confident(LabelTerm.confidence))
+
+
+def _text_driver(text: str, ctx: _Context) -> Select[Any] | None:
+    tokens = _text_tokens(text)
+    if not tokens or " ".join(tokens) in ctx.stop_words_only:
+        return None
+    words = " ".join(tokens)
+    if ctx.dialect == "postgresql":
+        english: ColumnElement[Any] = literal_column("'english'")
+        tsquery = func.phraseto_tsquery(english, bindparam(None, words, unique=True))
+        return select(SearchDocument.image_id).where(func.to_tsvector(english, SearchDocument.text).op("@@")(tsquery))
+    expression = 'text : "' + words.replace('"', '""') + '"'
+    match = _FTS.c.search_fts.op("MATCH", is_comparison=True)(bindparam(None, expression, unique=True))
+    return select(_FTS.c.rowid.label("image_id")).where(match)
+
+
+def _count_rows(session: Session, statement: Select[Any], cap: int | None) -> int:
+    """How many rows ``statement`` returns, reading no further than ``cap + 1``."""
+    if cap is not None:
+        statement = statement.limit(cap + 1)
+    return int(session.execute(select(func.count()).select_from(statement.subquery())).scalar_one())
+
+
+def _match_ids(session: Session, query: Query, ctx: _Context, statuses: Sequence[str]) -> Select[Any]:
+    """The ids of the images ``query`` matches, as a statement that reads no more rows than it returns
+    (up to a LIMIT) on either database; see above."""
+    filters = _filters(query, dataclasses.replace(ctx, probe=True), statuses)
+    if ctx.dialect != "sqlite":
+        # Every way as a semi-join: PostgreSQL reads each list from its index (hashing them when
+        # there are several, for label:dog in:#pets), then probes the images it leads to.
+        lists = [Image.id.in_(parts[0] if len(parts) == 1 else union_all(*parts))
+                 for parts in (_driver(query.where, ctx) if query.where is not None else [])]
+        return select(Image.id).where(*lists, *filters)
+    ways: list[Select[Any]] = [
+        parts[0] if len(parts) == 1 else union_all(*parts)  # type: ignore[misc]
+        for parts in (_driver(query.where, ctx) if query.where is not None else [])
+    ]
+    visible = None
+    if ctx.channels is not None:  # a restricted caller sees only these channels' posts
+        visible = select(ctx.plain(Sighting.image_id).label("image_id")).where(Sighting.channel_id.in_(ctx.channels))
+        ways.append(visible)
+    if not ways:
+        return select(Image.id).where(*filters)
+    # The shortest way first, judged by reading at most ESTIMATE_UP_TO rows of each (then ten
+    # times as many, when the shortest had more).
+    sizes = [0] * len(ways)
+    for cap in (ESTIMATE_UP_TO, 10 * ESTIMATE_UP_TO):
+        if len(ways) == 1 or min(sizes) > 0 and min(sizes) <= cap // 10:
+            break
+        sizes = [_count_rows(session, way, cap) for way in ways]
+        ways, sizes = map(list, zip(*sorted(zip(ways, sizes, strict=True), key=lambda pair: pair[1]), strict=True))
+    listed = ways[0].subquery()
+    narrowed: list[ColumnElement[bool]] = []
+    if len(ways) > 1 and sizes[0] > ESTIMATE_UP_TO and (ways[1] is not visible or sizes[1] <= 10 * ESTIMATE_UP_TO):
+        # Two long lists (label:dog in:#pets): read the first only where the second has the image,
+        # the second made into a temporary table once (the caller's channels only if that is short).
+        narrowed.append(listed.c.image_id.in_(ways[1]))
+    checked = select(Image.id).where(Image.id == listed.c.image_id, *filters).exists()
+    return select(listed.c.image_id).where(*narrowed, checked).distinct()
+
+
+# -- ranking in rounds -------------------------------------------------------------------------
+
+
+def _horizon(session: Session, n: int) -> datetime | None:
+    """When the ``n``-th most recently posted image was last posted (None: fewer images)."""
+    found: datetime | None = session.execute(
+        select(Image.last_seen_at)
+        .where(Image.status == "done", Image.last_seen_at.is_not(None))
+        .order_by(Image.last_seen_at.desc())
+        .offset(n - 1)
+        .limit(1)
+    ).scalar()
+    return found
+
+
+@dataclass(frozen=True)
+class _Candidates:
+    """Image ids to rank, and what any image outside them can at most reach."""
+
+    ids: list[Select[Any]]
+    horizon: datetime  # images outside were last posted (where the caller sees them) before this
+    label_reach: list[float]  # per label term still cut off: images outside have less than this
+    text_reach: float  # what text terms too common to bring in whole can add
+    paired: bool  # every image with two label terms at or above the pair floor is in
+
+    def bound(self, pair_floor: float | None, ctx: _Context) -> float:
+        """The best score an image outside can have. Without pairs, every label term at once
+        (cat 99 + dog 99); with them, one term up to its cut-off and the others below the floor
+        (nothing, when the floor is the label threshold itself)."""
+        if not self.label_reach:
+            return self.text_reach
+        if pair_floor is None or not self.paired:
+            return self.text_reach + sum(self.label_reach)
+        below = 0.0 if pair_floor <= ctx.label_min else pair_floor
+        rest = sorted(self.label_reach)[:-1]
+        return self.text_reach + max(self.label_reach) + sum(min(below, reach) for reach in rest)
+
+
+def _candidates(session: Session, parts: Sequence[_LabelPart | _TextPart], ctx: _Context,
+                statuses: Sequence[str], n: int, horizon: datetime, pair_floor: float | None) -> _Candidates:
+    if ctx.channels is None:
+        window = select(Image.id).where(Image.status.in_(list(statuses)), Image.last_seen_at >= horizon)
+    else:  # the caller's channels' posts since then, through ix_sightings_channel_id_seen_at_image_id
+        window = select(Sighting.image_id).where(Sighting.channel_id.in_(ctx.channels), Sighting.seen_at >= horizon)
+    ids: list[Select[Any]] = [window]
+    label_reach: list[float] = []
+    cut: list[_LabelPart] = []  # label terms with more images than the round brings in
+    text_reach = 0.0
+    for part in parts:
+        if isinstance(part, _LabelPart):
+            # Per term, the n surest rows: an image left out has less than the n-th's confidence.
+            most = 0.0
+            for term in part.terms:
+                surest = [LabelTerm.term == term, ctx.confident(LabelTerm.confidence)]
+                nth = session.execute(
+                    select(LabelTerm.confidence).where(*surest)
+                    .order_by(LabelTerm.confidence.desc()).offset(n - 1).limit(1)
+                ).scalar()
+                if nth is not None:
+                    surest.append(LabelTerm.confidence >= nth)
+                    most = max(most, float(nth))
+                ids.append(select(LabelTerm.image_id).where(*surest))
+            if most:
+                label_reach.append(most)
+                cut.append(part)
+        else:
+            listed = _text_driver(part.text, ctx)  # every match is in it
+            if listed is not None and _count_rows(session, listed, n) <= n:
+                ids.append(select(Image.id).where(_text_match(part.text, ctx, exact=part.exact)))
+            else:  # too common: only the window brings its images in
+                text_reach += TEXT_MATCH_SCORE
+    # An image left out with two label terms can add them up (cat 80 + dog 80 beats a cat at 99.9):
+    # bring in the images with two of them at or above the pair floor, when they are few.
+    paired = pair_floor is not None and len(cut) >= 2
+    if paired:
+        assert pair_floor is not None
+        for first, second in itertools.combinations(cut, 2):
+            both = select(LabelTerm.image_id).where(
+                LabelTerm.term.in_(first.terms), LabelTerm.confidence >= pair_floor,
+                ctx.confident(LabelTerm.confidence),
+                LabelTerm.image_id.in_(select(LabelTerm.image_id).where(
+                    LabelTerm.term.in_(second.terms), LabelTerm.confidence >= pair_floor,
+                    ctx.confident(LabelTerm.confidence))),
+            )
+            found = set(session.execute(both.limit(PAIR_MAX + 1)).scalars())
+            if len(found) > PAIR_MAX:
+                paired = False
+                break
+            if found:
+                ids.append(select(Image.id).where(Image.id.in_(sorted(found))))
+    return _Candidates(ids, horizon, label_reach, text_reach, paired)
+
+
+def _rank(session: Session, query: Query, ctx: _Context, statuses: Sequence[str], k: int,
+          *, total: int | None, matches: Select[Any], scored: bool = True) -> list[Any]:
+    """The first ``k`` matches as (id, score, newest), best first. ``total`` is the exact number of
+    matches when known, ``matches`` their ids (``_match_ids``). See the module docstring for the rounds."""
+    probe = dataclasses.replace(ctx, probe=True)
+    parts = _score_parts(query) if scored else []
+    score = _score(parts, probe).label("score")
+    newest = probe.newest().label("newest")
+
+    def best(filters: Sequence[ColumnElement[bool]]) -> list[Any]:
+        return list(session.execute(
+            select(Image.id, score, newest).where(*filters)
+            .order_by(score.desc(), newest.desc(), Image.id.desc()).limit(k)
+        ).all())
+
+    if total is not None and total <= SORT_ALL_MAX:
+        return best([Image.id.in_(matches)])
+    n = max(FIRST_ROUND, 2 * k)
+    pair_floor: float | None = None
+    while True:
+        horizon = _horizon(session, n)
+        if horizon is None:  # the window is the whole collection
+            return best(_filters(query, probe, statuses))
+        found = _candidates(session, parts, ctx, statuses, n, horizon, pair_floor)
+        rows = best([Image.id.in_(union(*found.ids)), *_filters(query, probe, statuses)])
+        if total is not None and len(rows) == total:
+            return rows  # every match is among the candidates
+        if len(rows) == k:
+            last_score, last_newest = float(rows[-1].score), rows[-1].newest
+            bound = found.bound(pair_floor, ctx)
+            if last_score > bound or (
+                last_score >= bound and last_newest is not None and last_newest >= found.horizon
+            ):
+                return rows
+            if pair_floor is None and len(found.label_reach) >= 2:
+                # Beaten only by what two label terms could add up to: bring in the images with two
+                # of them at or above the floor that makes the bound fall below this round's k-th.
+                floor = (last_score - found.text_reach - max(found.label_reach)) / (len(found.label_reach) - 1)
+                if floor > 0:  # (a floor at the threshold brings in every image with two of them)
+                    pair_floor = max(floor, ctx.label_min)
+                    continue
+        # Short of k: widen by about what was missing (a report's 10,000 rarely needs 8 times the window).
+        n *= max(2, min(GROWTH, math.ceil(1.5 * k / max(len(rows), 1))))
 
 
 # -- shaping the records ---------------------------------------------------------------------
@@ -448,6 +804,13 @@ def _snippet(record: ImageRecord, query: Query) -> str | None:
 # -- the two entry points --------------------------------------------------------------------
 
 
+def _no_jit(session: Session) -> None:
+    """PostgreSQL compiles statements it estimates as costly; for these bounded, index-driven ones
+    (correlated probes make the estimates high) compiling takes longer than running them."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection().exec_driver_sql("SET LOCAL jit = off")
+
+
 def search_images(
     session: Session,
     query: Query,
@@ -459,25 +822,30 @@ def search_images(
     label_min_confidence: float,
     moderation_min_confidence: float,
 ) -> SearchPage:
-    """One page of analysed images matching ``query``, best first, then newest sighting first."""
+    """One page of analysed images matching ``query``, best first, then newest sighting first.
+
+    ``total`` counts up to ``COUNT_CAP`` (or to the end of the page asked for); beyond
+    that it is the cap and ``total_is_estimate`` is set.
+    """
     page = max(1, int(page))
     per_page = min(max(1, int(per_page)), MAX_PER_PAGE)
+    _no_jit(session)
     ctx = _context(session, query, channels, label_min_confidence, moderation_min_confidence)
-    filters = _filters(query, ctx, ("done",))
+    statuses = ("done",)
+    cap = max(COUNT_CAP, page * per_page)
+    matches = _match_ids(session, query, ctx, statuses)
+    counted = _count_rows(session, matches, cap)
+    estimate = counted > cap
+    total = cap if estimate else counted
 
-    total = int(session.execute(select(func.count()).select_from(Image).where(*filters)).scalar_one())
-    score = _score(query, ctx).label("score")
-    newest = _newest_visible_seen_at(ctx).label("newest")
-    rows = session.execute(
-        select(Image.id, score, newest)
-        .where(*filters)
-        .order_by(score.desc(), newest.desc(), Image.id.desc())
-        .limit(per_page)
-        .offset((page - 1) * per_page)
-    ).all()
+    rows = []
+    if (page - 1) * per_page < counted:
+        rows = _rank(session, query, ctx, statuses, page * per_page, total=None if estimate else total,
+                     matches=matches)
+    rows = rows[(page - 1) * per_page:]
     ids = [int(row.id) for row in rows]
     scores = {int(row.id): float(row.score or 0.0) for row in rows}
-    records = [_visible_only(r, ctx) for r in queries.load_image_records(session, ids)]
+    records = [_visible_only(r, ctx) for r in load_records(session, ids)]
     shown = _display_sightings(session, ids, query, ctx)
     hits = []
     for record in records:
@@ -485,7 +853,8 @@ def search_images(
         sighting: SightingRecord | None = by_id.get(shown.get(record.id, -1))
         hits.append(SearchHit(image=record, score=round(scores[record.id], 2), sighting=sighting,
                               snippet=_snippet(record, query)))
-    return SearchPage(query=query_text, hits=tuple(hits), page=page, per_page=per_page, total=total)
+    return SearchPage(query=query_text, hits=tuple(hits), page=page, per_page=per_page, total=total,
+                      total_is_estimate=estimate)
 
 
 def report_data(
@@ -500,32 +869,73 @@ def report_data(
     now: datetime,
 ) -> ReportData:
     """Everything a report shows: done and failed images matching ``query`` (newest first,
-    at most ``REPORT_MAX_IMAGES``) and the most common labels across all of them."""
+    at most ``REPORT_MAX_IMAGES``), and over all of them the totals and the most common labels.
+
+    The totals and top labels are aggregates over every match, each one statement that reads
+    the matches as lists (the caller's channels' posts, the label index…); the listed images
+    are found like a search page, in rounds from the newest."""
+    _no_jit(session)
     ctx = _context(session, query, channels, label_min_confidence, moderation_min_confidence)
-    filters = _filters(query, ctx, ("done", "failed"))
-    matching = select(Image.id).where(*filters)
+    statuses = ("done", "failed")
+    every = _filters(query, ctx, statuses, visible_list=True)
 
-    total = int(session.execute(select(func.count()).select_from(Image).where(*filters)).scalar_one())
-    ids = [int(i) for i in session.execute(
-        matching.order_by(_newest_visible_seen_at(ctx).desc(), Image.id.desc()).limit(REPORT_MAX_IMAGES)
-    ).scalars()]
-    records = tuple(_visible_only(r, ctx) for r in queries.load_image_records(session, ids))
-
-    images_with_label = func.count(distinct(LabelRow.image_id))
-    top = session.execute(
-        select(LabelRow.name, images_with_label.label("images"))
-        .where(LabelRow.image_id.in_(matching), LabelRow.confidence >= label_min_confidence)
-        .group_by(LabelRow.name)
-        .order_by(images_with_label.desc(), LabelRow.name)
-        .limit(REPORT_TOP_LABELS)
-    ).all()
+    totals = _report_totals(session, ctx, every)
+    rows = _rank(session, query, ctx, statuses, REPORT_MAX_IMAGES, total=totals.images,
+                 matches=_match_ids(session, query, ctx, statuses), scored=False)
+    records = tuple(_visible_only(r, ctx) for r in load_records(session, [int(row.id) for row in rows]))
+    whole = query.is_empty and ctx.channels is None  # every image with a live post
+    top = _top_labels(session, None if whole else select(Image.id).where(*every), label_min_confidence)
     note = None
-    if total > len(records):
-        note = (f"Showing the newest {len(records):,} of {total:,} matching images; "
-                "top labels count all of them.")
+    if totals.images > len(records):
+        note = (f"Showing the newest {len(records):,} of {totals.images:,} matching images; "
+                "totals and top labels count all of them.")
     return ReportData(
         title=title, query=query_text, generated_at=now, label_min_confidence=label_min_confidence,
-        moderation_min_confidence=moderation_min_confidence, images=records,
-        top_labels=tuple(LabelCount(name=row.name, images=int(row.images)) for row in top),
-        note=note,
+        moderation_min_confidence=moderation_min_confidence, images=records, top_labels=top, note=note,
+        totals=totals,
     )
+
+
+def _report_totals(session: Session, ctx: _Context, every: Sequence[ColumnElement[bool]]) -> ReportTotals:
+    """Images, analysed, failed, with text and flagged among all the matches, in one statement."""
+    done = Image.status == "done"
+    images, analysed, failed, with_text, flagged = session.execute(select(
+        func.count(),
+        func.coalesce(func.sum(case((done, 1), else_=0)), 0),
+        func.coalesce(func.sum(case((Image.status == "failed", 1), else_=0)), 0),
+        func.coalesce(func.sum(case((done & (Image.text_line_count > 0), 1), else_=0)), 0),
+        func.coalesce(func.sum(case((done & (Image.max_moderation_confidence >= ctx.moderation_min), 1), else_=0)), 0),
+    ).where(*every)).one()
+    return ReportTotals(images=int(images), analysed=int(analysed), failed=int(failed), with_text=int(with_text),
+                        flagged=int(flagged))
+
+
+def _top_labels(session: Session, matches: Select[Any] | None, label_min_confidence: float) -> tuple[LabelCount, ...]:
+    """The most common labels at or above the threshold among the matches (``None``: every image
+    with a live post). An analysis names each label once (one DetectLabels entry per label, a dict
+    of names in the local engine), so label rows are counted: ``ix_labels_name_confidence`` alone
+    answers, where counting distinct images would sort millions of rows."""
+    sure = LabelRow.confidence >= label_min_confidence
+    per_label = func.count().label("images")
+    if matches is not None:
+        rows = session.execute(
+            select(LabelRow.name, per_label).where(LabelRow.image_id.in_(matches), sure)
+            .group_by(LabelRow.name).order_by(per_label.desc(), LabelRow.name).limit(REPORT_TOP_LABELS)
+        ).all()
+        return tuple(LabelCount(name=row.name, images=int(row.images)) for row in rows)
+    # Every label, less those of the few images without a live post or not analysed (both from indexes).
+    counts: dict[str, int] = {
+        name: int(images)
+        for name, images in session.execute(select(LabelRow.name, per_label).where(sure).group_by(LabelRow.name))
+    }
+    reported = ("done", "failed")
+    gone = union_all(
+        select(Image.id).where(Image.status.in_(reported), Image.last_seen_at.is_(None)),
+        select(Image.id).where(Image.status.in_([s for s in IMAGE_STATUSES if s not in reported])),
+    )
+    for name, images in session.execute(
+        select(LabelRow.name, per_label).where(sure, LabelRow.image_id.in_(gone)).group_by(LabelRow.name)
+    ):
+        counts[name] -= int(images)
+    ranked = sorted(((name, images) for name, images in counts.items() if images > 0), key=lambda c: (-c[1], c[0]))
+    return tuple(LabelCount(name=name, images=images) for name, images in ranked[:REPORT_TOP_LABELS])

@@ -197,16 +197,29 @@ class SearchPage:
     page: int
     per_page: int
     total: int
+    # True when matches were counted only up to ``total``: there are more ("10,000+").
+    total_is_estimate: bool = False
 
     @property
     def has_more(self) -> bool:
-        return self.page * self.per_page < self.total
+        return self.page * self.per_page < self.total or self.total_is_estimate
 
 
 @dataclass(frozen=True)
 class LabelCount:
     name: str
     images: int
+
+
+@dataclass(frozen=True)
+class ReportTotals:
+    """Counts over every matching image, not only the ones a report lists."""
+
+    images: int
+    analysed: int
+    failed: int
+    with_text: int
+    flagged: int
 
 
 @dataclass(frozen=True)
@@ -221,6 +234,15 @@ class ReportData:
     images: tuple[ImageRecord, ...]  # done and failed images matching the query
     top_labels: tuple[LabelCount, ...]
     note: str | None = None  # e.g. when the images were capped: "Showing the newest 10,000 of 12,345 …"
+    totals: ReportTotals | None = None  # None: count the listed images
+
+    @property
+    def counts(self) -> ReportTotals:
+        """The totals, or when there are none, the same counts over the listed images."""
+        if self.totals is not None:
+            return self.totals
+        return ReportTotals(images=len(self.images), analysed=len(self.analysed), failed=len(self.failed),
+                            with_text=len(self.with_text), flagged=len(self.flagged))
 
     @property
     def analysed(self) -> tuple[ImageRecord, ...]:

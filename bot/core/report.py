@@ -9,6 +9,7 @@ that a spreadsheet would run as a formula are prefixed with a quote.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import re
@@ -95,9 +96,10 @@ def _render_md(data: ReportData) -> str:
     out.append(f"- Generated: {_iso(data.generated_at)}")
     if data.query.strip():
         out.append(f"- Query: {_md(data.query)}")
-    out.append(f"- Images: {len(data.images)} ({len(data.analysed)} analysed, {len(data.failed)} failed)")
-    out.append(f"- With text: {len(data.with_text)}")
-    out.append(f"- Flagged: {len(data.flagged)} (moderation confidence at least {data.moderation_min_confidence:g})")
+    counts = data.counts
+    out.append(f"- Images: {counts.images} ({counts.analysed} analysed, {counts.failed} failed)")
+    out.append(f"- With text: {counts.with_text}")
+    out.append(f"- Flagged: {counts.flagged} (moderation confidence at least {data.moderation_min_confidence:g})")
     if data.note:
         out.append(f"- Note: {_md(data.note)}")
 
@@ -213,13 +215,7 @@ def _render_json(data: ReportData) -> str:
         "generated_at": _iso(data.generated_at),
         "label_min_confidence": data.label_min_confidence,
         "moderation_min_confidence": data.moderation_min_confidence,
-        "totals": {
-            "images": len(data.images),
-            "analysed": len(data.analysed),
-            "failed": len(data.failed),
-            "with_text": len(data.with_text),
-            "flagged": len(data.flagged),
-        },
+        "totals": dataclasses.asdict(data.counts),
         "top_labels": [{"name": row.name, "images": row.images} for row in data.top_labels],
         "images": [
             image.to_json(label_min_confidence=data.label_min_confidence,

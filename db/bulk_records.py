@@ -1,0 +1,178 @@
+"""``ImageRecord`` values for many images at once, read as plain rows (no ORM objects).
+
+A report lists up to 10,000 images; building them through the ORM's
+``selectinload`` costs seconds. Here each table is read once per batch of ids
+with only the columns a record needs, and the records come out equal to
+``db.queries.load_image_records`` (``tests/test_search_plans.py`` checks that).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Integer, Text, any_, bindparam, cast, func, select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Session
+
+from bot.core.records import ImageRecord, ModerationDecisionRecord, SightingRecord
+from bot.core.types import BoundingBox, Face, FaceLandmark, Label, LabelInstance, ModerationLabel, TextDetection
+from db import models
+
+__all__ = ["load_records"]
+
+BATCH = 5000  # ids per statement (SQLite allows 32,766 parameters)
+
+
+def load_records(session: Session, image_ids: Sequence[int]) -> list[ImageRecord]:
+    """Full records for ``image_ids``, in the same order (missing ids are skipped)."""
+    records: dict[int, ImageRecord] = {}
+    ids = list(dict.fromkeys(int(i) for i in image_ids))
+    for start in range(0, len(ids), BATCH):
+        records.update(_load_batch(session, ids[start:start + BATCH]))
+    return [records[i] for i in ids if i in records]
+
+
+def _raw(column: Any) -> Any:
+    """A JSON column as its text, decoded by ``_json`` (most values are ``[]``: no parser needed)."""
+    return cast(column, Text).label(column.key)
+
+
+_EMPTY: dict[str, Any] = {"[]": (), "{}": {}, "null": None}
+
+
+@functools.lru_cache(maxsize=4096)
+def _json(text: str | None) -> Any:
+    """Decoded once per distinct text (label parents repeat endlessly); callers only read the result."""
+    if text is None:
+        return None
+    found = _EMPTY.get(text, _EMPTY)
+    return json.loads(text) if found is _EMPTY else found
+
+
+def _one_of(column: Any, ids: list[int], dialect: str) -> ColumnElement[bool]:
+    """``column IN (…)``; on PostgreSQL ``= ANY(array)``, one parameter instead of thousands."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, ids, type_=postgresql.ARRAY(Integer)))  # type: ignore[no-any-return]
+    return column.in_(ids)  # type: ignore[no-any-return]
+
+
+def _grouped(session: Session, columns: Sequence[Any], image_id: Any, ids: list[int], order: Sequence[Any],
+             build: Callable[[Any], Any]) -> dict[int, list[Any]]:
+    """``build(row)`` per row of ``columns``, grouped by image id, in ``order``."""
+    grouped: dict[int, list[Any]] = {}
+    connection = session.connection()  # plain rows: no ORM bookkeeping per row
+    wanted = _one_of(image_id, ids, connection.dialect.name)
+    for row in connection.execute(select(image_id, *columns).where(wanted).order_by(image_id, *order)):
+        grouped.setdefault(row[0], []).append(build(row))
+    return grouped
+
+
+def _load_batch(session: Session, ids: list[int]) -> dict[int, ImageRecord]:
+    image = models.Image
+    images = session.connection().execute(
+        select(image.id, image.sha256, image.status, image.byte_size, image.format, image.width, image.height,
+               image.storage_key, image.storage_uri, image.created_at, image.analyzed_at, image.failure_reason,
+               image.provider)
+        .where(_one_of(image.id, ids, session.get_bind().dialect.name))
+    ).all()
+    if not images:
+        return {}
+    label, text, moderation, face, sighting = (models.Label, models.TextDetection, models.ModerationLabel,
+                                               models.Face, models.Sighting)
+    # Each list in the order a record keeps it (as db.queries sorts them), ties by id.
+    labels = _grouped(session, (label.name, label.confidence, _raw(label.parents), _raw(label.aliases),
+                                _raw(label.categories), _raw(label.instances)), label.image_id, ids,
+                      (label.confidence.desc(), label.id), _label)
+    texts = _grouped(session, (text.detection_id, text.kind, text.text, text.confidence, _raw(text.box),
+                               text.parent_id, _raw(text.polygon)), text.image_id, ids,
+                     (text.detection_id, text.id), _text)
+    flags = _grouped(session, (moderation.name, moderation.confidence, moderation.parent_name,
+                               moderation.taxonomy_level), moderation.image_id, ids,
+                     (moderation.confidence.desc(), moderation.id), _flag)
+    faces = _grouped(session, (_raw(face.box), face.confidence, _raw(face.landmarks), _raw(face.attributes),
+                               _raw(face.embedding)), face.image_id, ids, (face.id,), _face)
+    sightings = _grouped(session, (sighting.id, sighting.source_kind, sighting.name, sighting.seen_at,
+                                   sighting.team_id, sighting.channel_id, sighting.channel_name, sighting.user_id,
+                                   sighting.user_name, sighting.file_id, sighting.message_ts, sighting.thread_ts,
+                                   sighting.permalink, sighting.deleted_at),
+                         sighting.image_id, ids, (sighting.seen_at, sighting.id), _sighting)
+    versions, decisions = _latest_model_versions(session, ids), _latest_decisions(session, ids)
+    none: tuple[Any, ...] = ()
+    return {
+        row.id: ImageRecord(
+            id=row.id, sha256=row.sha256, status=row.status, byte_size=row.byte_size, format=row.format,
+            width=row.width, height=row.height, storage_key=row.storage_key, storage_uri=row.storage_uri,
+            created_at=row.created_at, analyzed_at=row.analyzed_at, failure_reason=row.failure_reason,
+            provider=row.provider, model_versions=versions.get(row.id, {}),
+            labels=tuple(labels.get(row.id, none)), text=tuple(texts.get(row.id, none)),
+            moderation=tuple(flags.get(row.id, none)), faces=tuple(faces.get(row.id, none)),
+            sightings=tuple(sightings.get(row.id, none)), moderation_decision=decisions.get(row.id),
+        )
+        for row in images
+    }
+
+
+def _latest_model_versions(session: Session, ids: list[int]) -> dict[int, dict[str, str]]:
+    """As ``db.queries``: the model versions of each image's latest successful analysis."""
+    run = models.AnalysisRun
+    latest = (select(func.max(run.id)).where(_one_of(run.image_id, ids, session.get_bind().dialect.name),
+                                             run.outcome == "done").group_by(run.image_id))
+    rows = session.connection().execute(select(run.image_id, _raw(run.model_versions)).where(run.id.in_(latest)))
+    return {row.image_id: dict(_json(row.model_versions) or {}) for row in rows}
+
+
+def _latest_decisions(session: Session, ids: list[int]) -> dict[int, ModerationDecisionRecord]:
+    """As ``db.queries``: each image's latest moderation decision."""
+    decision = models.ModerationDecision
+    latest = (select(func.max(decision.id)).where(_one_of(decision.image_id, ids, session.get_bind().dialect.name))
+              .group_by(decision.image_id))
+    rows = session.connection().execute(
+        select(decision.image_id, decision.decision, decision.user_id, decision.decided_at)
+        .where(decision.id.in_(latest))
+    )
+    return {row.image_id: ModerationDecisionRecord(row.decision, row.user_id, row.decided_at) for row in rows}
+
+
+def _label(row: Any) -> Label:
+    instances = _json(row.instances)
+    return Label(
+        name=row.name, confidence=row.confidence, parents=tuple(_json(row.parents) or ()),
+        aliases=tuple(_json(row.aliases) or ()), categories=tuple(_json(row.categories) or ()),
+        instances=tuple(LabelInstance(BoundingBox.from_dict(inst["box"]), float(inst["confidence"]))
+                        for inst in instances) if instances else (),
+    )
+
+
+def _text(row: Any) -> TextDetection:
+    return TextDetection(
+        id=row.detection_id, kind=row.kind, text=row.text, confidence=row.confidence,
+        box=BoundingBox.from_dict(_json(row.box)), parent_id=row.parent_id,
+        polygon=tuple((float(p[0]), float(p[1])) for p in (_json(row.polygon) or ())),
+    )
+
+
+def _flag(row: Any) -> ModerationLabel:
+    return ModerationLabel(name=row.name, confidence=row.confidence, parent_name=row.parent_name,
+                           taxonomy_level=row.taxonomy_level)
+
+
+def _face(row: Any) -> Face:
+    embedding = _json(row.embedding)
+    return Face(
+        box=BoundingBox.from_dict(_json(row.box)), confidence=row.confidence,
+        landmarks=tuple(FaceLandmark(lm["type"], lm["x"], lm["y"]) for lm in (_json(row.landmarks) or ())),
+        attributes=dict(_json(row.attributes) or {}),
+        embedding=tuple(embedding) if embedding is not None else None,
+    )
+
+
+def _sighting(row: Any) -> SightingRecord:
+    return SightingRecord(
+        id=row.id, source_kind=row.source_kind, name=row.name, seen_at=row.seen_at, team_id=row.team_id,
+        channel_id=row.channel_id, channel_name=row.channel_name, user_id=row.user_id, user_name=row.user_name,
+        file_id=row.file_id, message_ts=row.message_ts, thread_ts=row.thread_ts, permalink=row.permalink,
+        deleted=row.deleted_at is not None,
+    )

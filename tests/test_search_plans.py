@@ -1,0 +1,330 @@
+"""How searches run, on SQLite and PostgreSQL: the indexes their plans use, the bounded rounds that
+rank wide queries (the same answers as ranking every match), and ``images.last_seen_at``, the
+newest live post that recency is read from."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import column, insert, select, table
+
+from bot.config import Settings
+from bot.core.types import Source
+from bot.wiring import build_core
+from db import models, queries
+from db import search as db_search
+from db.base import UTCDateTime
+from db.bulk_records import load_records
+from db.migrate import upgrade
+from db.plans import captured_statements, explain
+from db.session import Database
+from tests.conftest import POSTGRES_URL, create_postgres_database, drop_postgres_database
+from tests.images import make_image
+
+_files = itertools.count(1)
+
+
+def at(day: int, hour: int = 12) -> datetime:
+    return datetime(2026, 1, day, hour, tzinfo=UTC)
+
+
+def slack(channel: str = "C0PUBLIC", *, name: str = "general", user: str = "U0ALICE", user_name: str = "alice",
+          when: datetime | None = None, file_id: str | None = None) -> Source:
+    when = when or at(10)
+    return Source.slack(
+        team_id="T1", channel_id=channel, user_id=user, file_id=file_id or f"F{next(_files):05d}",
+        message_ts=f"{when.timestamp():.6f}", channel_name=name, user_name=user_name,
+        permalink=f"https://example.slack.com/archives/{channel}/p1",
+    )
+
+
+def seeder(core, fake_analyzer):  # type: ignore[no-untyped-def]
+    """Ingest a new image whose analysis says exactly what is given; returns its id."""
+
+    def _seed(*, labels=(), text=(), moderation=(), faces=0, sources=()):  # type: ignore[no-untyped-def]
+        data = make_image()
+        fake_analyzer.faces = faces > 0
+        fake_analyzer.script(data, labels=labels, text=text, moderation=moderation, faces=faces)
+        sources = list(sources) or [slack()]
+        result = core.ingest(data, sources[0])
+        assert result.outcome == "done", result
+        for extra in sources[1:]:
+            core.ingest(data, extra)
+        return result.image_id
+
+    return _seed
+
+
+@pytest.fixture
+def seed(core, fake_analyzer):  # type: ignore[no-untyped-def]
+    return seeder(core, fake_analyzer)
+
+
+def last_seen(core, image_id: int) -> datetime | None:  # type: ignore[no-untyped-def]
+    with core.database.transaction() as session:
+        return session.execute(select(models.Image.last_seen_at).where(models.Image.id == image_id)).scalar_one()
+
+
+def plans(core, query: str, channels: list[str] | None = None) -> str:  # type: ignore[no-untyped-def]
+    """Every plan line of every statement a search runs."""
+    with captured_statements(core.database.engine) as statements:
+        core.search(query, channels=channels)
+    assert statements
+    engine = core.database.engine
+    return "\n".join(line for statement in statements for line in explain(engine, statement, avoid_scans=True))
+
+
+def scans_images(plan: str) -> bool:
+    """A read of the whole ``images`` table (SQLite ``SCAN images``, PostgreSQL ``Seq Scan on images``)."""
+    return bool(re.search(r"^\s*SCAN images$|Seq Scan on images\b", plan, re.MULTILINE))
+
+
+# -- last_seen_at ----------------------------------------------------------------------------------
+
+
+def test_a_repost_moves_last_seen_at_to_the_newest_post(core, fake_analyzer):
+    data = make_image()
+    fake_analyzer.script(data, labels=[("Cat", 97.0)])
+    image_id = core.ingest(data, slack(when=at(5))).image_id
+    assert last_seen(core, image_id) == at(5)
+
+    core.ingest(data, slack("C0OTHER", name="other", when=at(9)))
+    assert last_seen(core, image_id) == at(9)
+
+    core.ingest(data, slack(when=at(2)))  # an older post found later changes nothing
+    assert last_seen(core, image_id) == at(9)
+
+
+def test_deleting_the_newest_post_falls_back_to_the_next_newest(core, seed):
+    image_id = seed(labels=[("Cat", 97.0)], sources=[slack(when=at(5), file_id="F0OLD"),
+                                                     slack(when=at(9), file_id="F0NEW")])
+    assert last_seen(core, image_id) == at(9)
+
+    core.delete_slack_file("F0NEW")
+    assert last_seen(core, image_id) == at(5)
+
+    core.delete_slack_file("F0OLD")
+    assert last_seen(core, image_id) is None
+    assert core.search("cat").hits == ()
+
+
+def test_deleting_an_older_post_keeps_last_seen_at(core, seed):
+    image_id = seed(sources=[slack(when=at(5), file_id="F0OLD"), slack(when=at(9), file_id="F0NEW")])
+
+    core.delete_slack_file("F0OLD")
+    assert last_seen(core, image_id) == at(9)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_database(request, tmp_path):  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        database = Database(f"sqlite:///{tmp_path}/empty.db")
+        yield database
+        database.dispose()
+        return
+    if not POSTGRES_URL:
+        pytest.skip("PostgreSQL tests need IMGBOT_TEST_POSTGRES_URL (bash .ci/run sets it up)")
+    url = create_postgres_database()
+    database = Database(url)
+    yield database
+    database.dispose()
+    drop_postgres_database(url)
+
+
+def test_the_migration_fills_last_seen_at_from_the_live_posts(empty_database):
+    upgrade(empty_database.engine, "0001")
+    images = table("images", *(column(name) for name in (
+        "id", "sha256", "byte_size", "status", "failure_retryable", "attempts", "label_count", "text_line_count",
+        "face_count", "max_moderation_confidence")), column("created_at", UTCDateTime()),
+        column("updated_at", UTCDateTime()))
+    sightings = table("sightings", column("image_id"), column("source_kind"), column("source_key"), column("name"),
+                      column("seen_at", UTCDateTime()), column("deleted_at", UTCDateTime()))
+    with empty_database.engine.begin() as connection:
+        for image_id in (1, 2):
+            connection.execute(insert(images).values(
+                id=image_id, sha256=f"{image_id:064x}", byte_size=1, status="done", failure_retryable=False,
+                attempts=1, label_count=0, text_line_count=0, face_count=0, max_moderation_confidence=0.0,
+                created_at=at(1), updated_at=at(1)))
+        for image_id, day, deleted in ((1, 3, None), (1, 7, None), (1, 9, at(10)), (2, 4, at(5))):
+            connection.execute(insert(sightings).values(
+                image_id=image_id, source_kind="file", source_key=f"file:{image_id}-{day}", name="x.png",
+                seen_at=at(day), deleted_at=deleted))
+
+    upgrade(empty_database.engine)
+
+    with empty_database.transaction() as session:
+        rows = session.execute(select(models.Image.id, models.Image.last_seen_at))
+        found = {row.id: row.last_seen_at for row in rows}
+    assert found == {1: at(7), 2: None}
+
+
+# -- plans -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def quiet_core(request, tmp_path, storage, fake_analyzer):  # type: ignore[no-untyped-def]
+    """A Core on a database of its own. On PostgreSQL without autovacuum, so no table ever has
+    statistics: the planner costs every table alike, as it does SQLite's without ``ANALYZE``."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/plans.db"
+    else:
+        if not POSTGRES_URL:
+            pytest.skip("PostgreSQL tests need IMGBOT_TEST_POSTGRES_URL (bash .ci/run sets it up)")
+        url = create_postgres_database()
+        database = Database(url)
+        database.ensure_schema()
+        with database.engine.begin() as connection:
+            tables = connection.exec_driver_sql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            for name in tables.scalars().all():
+                connection.exec_driver_sql(f'ALTER TABLE "{name}" SET (autovacuum_enabled = false)')
+        database.dispose()
+    built = build_core(Settings(database_url=url, storage_url=f"file://{tmp_path}/images"), storage=storage,
+                       analyzer_factory=lambda: fake_analyzer)
+    yield built
+    built.database.dispose()
+    if request.param == "postgresql":
+        drop_postgres_database(url)
+
+
+@pytest.fixture
+def collection(quiet_core, fake_analyzer):  # type: ignore[no-untyped-def]
+    seed = seeder(quiet_core, fake_analyzer)
+    seed(labels=[("Cat", 97.0, ["Animal"])], text=["Big sale today"],
+         sources=[slack("C0DESIGN", name="design", user="U0BOB", user_name="bob", when=at(3))])
+    seed(labels=[("Dog", 91.0, ["Animal"])], moderation=[("Weapons", 80.0, "Violence")],
+         sources=[slack("C0PUBLIC", when=at(12))])
+    seed(labels=[("Car", 88.0)], text=["sale"], sources=[slack("C0PUBLIC", when=at(20))])
+    return quiet_core
+
+
+@pytest.mark.parametrize(("query", "index"), [
+    ("label:cat", "ix_label_terms_term_confidence_image_id"),
+    ("label:animal", "ix_label_terms_term_confidence_image_id"),
+    ("cat", "ix_label_terms_term_confidence_image_id"),
+    ("in:#design", "ix_sightings_lower_channel_name"),
+    ("from:@bob", "ix_sightings_lower_user_name"),
+    ("in:<#C0DESIGN>", "ix_sightings_channel_id_seen_at_image_id"),
+    ("after:2026-01-15", "ix_sightings_seen_at_image_id"),
+    ("unsafe", "ix_images_max_moderation_confidence"),
+])
+def test_typical_queries_are_answered_from_their_index(collection, query, index):
+    plan = plans(collection, query)
+
+    if collection.database.dialect == "sqlite" or not index.startswith("ix_images_"):
+        # (On a few rows PostgreSQL may read images through another of its indexes instead.)
+        assert index in plan
+    assert not scans_images(plan)
+
+
+def test_text_is_found_through_the_full_text_index(collection):
+    plan = plans(collection, 'text:"sale"')
+    full_text = "search_fts" if collection.database.dialect == "sqlite" else "ix_search_documents_text_tsv"
+
+    assert full_text in plan
+    assert not scans_images(plan)
+
+
+def test_a_slack_users_search_starts_from_their_channels_posts(collection, monkeypatch):
+    monkeypatch.setattr(db_search, "SORT_ALL_MAX", 0)  # rank in rounds, as a wide query at scale does
+    monkeypatch.setattr(db_search, "FIRST_ROUND", 1)
+
+    plan = plans(collection, "", channels=["C0PUBLIC", "C0DESIGN"])
+
+    assert "ix_sightings_channel_id_seen_at_image_id" in plan
+    assert "ix_images_status_last_seen_at" in plan
+
+
+def test_a_wide_search_reads_the_newest_images_from_the_index(collection, monkeypatch):
+    monkeypatch.setattr(db_search, "SORT_ALL_MAX", 0)
+    monkeypatch.setattr(db_search, "FIRST_ROUND", 1)
+
+    plan = plans(collection, "")
+
+    assert "ix_images_status_last_seen_at" in plan
+
+
+# -- ranking in rounds -----------------------------------------------------------------------------
+
+
+QUERIES = ["", "cat", "label:animal", "cat OR dog", "sale", "-label:cat", "cat OR sale", "label:cat label:animal",
+           "in:<#C0A>", "unsafe", "dog -in:<#C0B>", "(cat OR bird) after:2026-01-10", "conf>90", '"big sale"']
+
+
+@pytest.fixture
+def varied(seed):  # type: ignore[no-untyped-def]
+    """40 images with labels, text, flags and posts drawn at random (the same every run)."""
+    rng = random.Random(7)
+    kinds = [("Cat", ["Animal", "Pet"]), ("Dog", ["Animal", "Pet"]), ("Bird", ["Animal"]), ("Car", ["Vehicle"])]
+    for _ in range(40):
+        chosen = rng.sample(kinds, rng.randint(0, 3))
+        labels = [(name, round(rng.uniform(60, 100), 1), parents) for name, parents in chosen]
+        text = rng.choice([[], [], ["Big sale today"], ["cat cafe"], ["sale", "dog walk"]])
+        moderation = [("Weapons", 85.0, "Violence")] if rng.random() < 0.2 else []
+        sources = [slack(rng.choice(["C0A", "C0B", "C0C"]), name="x", when=at(rng.randint(1, 28), rng.randint(0, 23)))
+                   for _ in range(rng.randint(1, 3))]
+        seed(labels=labels, text=text, moderation=moderation, sources=sources)
+
+
+@pytest.mark.parametrize("channels", [None, ["C0A", "C0B"]])
+def test_ranking_in_rounds_gives_the_same_pages_as_ranking_every_match(core, varied, monkeypatch, channels):
+    def pages(query: str) -> list[tuple[int, list[tuple[int, float]]]]:
+        found = []
+        for number in (1, 2, 3):
+            page = core.search(query, channels=channels, page=number, per_page=4)
+            found.append((page.total, [(hit.image.id, hit.score) for hit in page.hits]))
+        return found
+
+    everything = {query: pages(query) for query in QUERIES}
+    monkeypatch.setattr(db_search, "SORT_ALL_MAX", 0)  # always in rounds,
+    monkeypatch.setattr(db_search, "FIRST_ROUND", 1)  # starting from windows of one image,
+    monkeypatch.setattr(db_search, "GROWTH", 2)
+    monkeypatch.setattr(db_search, "PAIR_MAX", 2)  # and often too many images in two terms to bring in
+
+    for query in QUERIES:
+        assert pages(query) == everything[query], query
+
+
+def test_a_count_beyond_the_cap_is_an_estimate(core, seed, monkeypatch):
+    for _ in range(3):
+        seed(labels=[("Cat", 97.0)])
+    monkeypatch.setattr(db_search, "COUNT_CAP", 2)
+
+    page = core.search("cat", per_page=1)
+    assert (page.total, page.total_is_estimate, page.has_more) == (2, True, True)
+    last = core.search("cat", page=3, per_page=1)
+    assert (last.total, last.total_is_estimate, last.has_more, len(last.hits)) == (3, False, False, 1)
+
+
+# -- records and reports ---------------------------------------------------------------------------
+
+
+def test_records_read_in_bulk_equal_the_orm_ones(core, seed):
+    ids = [
+        seed(labels=[("Cat", 97.0, ["Animal"]), ("Grass", 80.0)], text=["Big sale", "today"],
+             moderation=[("Weapons", 80.0, "Violence")], faces=2,
+             sources=[slack(when=at(3)), slack("C0B", name="b", when=at(8))]),
+        seed(),
+    ]
+    core.record_moderation_decision(ids[0], "confirmed", "U0MOD")
+
+    with core.database.transaction() as session:
+        assert load_records(session, [*reversed(ids), 999]) == queries.load_image_records(session, ids[::-1])
+
+
+def test_report_totals_count_every_match_beyond_the_listed_ones(core, seed, monkeypatch):
+    seed(labels=[("Cat", 97.0)], text=["hello"], sources=[slack(when=at(1))])
+    seed(labels=[("Cat", 90.0)], moderation=[("Weapons", 80.0, "Violence")], sources=[slack(when=at(9))])
+    monkeypatch.setattr(db_search, "REPORT_MAX_IMAGES", 1)
+
+    for channels in (None, ["C0PUBLIC"]):
+        data = core.report("", channels=channels)
+        assert len(data.images) == 1
+        assert data.totals is not None
+        assert (data.totals.images, data.totals.analysed, data.totals.with_text, data.totals.flagged) == (2, 2, 1, 1)
+        assert [(c.name, c.images) for c in data.top_labels] == [("Cat", 2)]
+
+
