@@ -20,9 +20,9 @@ confidence, plus ``TEXT_MATCH_SCORE`` per matched text term), then by the newest
 post the caller may see, then by id. A wide query (``cat`` at 50,000 matches) must
 not score and sort them all, so a page is found in rounds (``_rank``):
 
-1. Count the matches, but only up to ``COUNT_CAP`` ("10,000+"). Few matches
-   (``SORT_ALL_MAX``): rank them all in one statement, which the database starts
-   from the most selective index.
+1. Count the matches, but only up to ``COUNT_CAP`` ("1,000+"), reading them from
+   the index of one of the query's terms (``_match_ids``). Few matches
+   (``SORT_ALL_MAX``): rank them all in one statement.
 2. Otherwise gather a bounded set of candidates from indexes: the ``n`` newest
    images (``images.last_seen_at``, or the caller's channels' posts since then),
    the ``n`` surest images for every label term (``label_terms`` by confidence),
@@ -31,11 +31,17 @@ not score and sort them all, so a page is found in rounds (``_rank``):
    sorted.
 3. An image left out scores less than the sum of the thresholds that left it out
    and was posted before the window, so once the page's last row beats that bound
-   the page is exact; else ``n`` grows and the round is run again.
+   the page is exact. When only two label terms added up could beat it
+   (``cat OR dog``), the images with both at or above a floor are brought in;
+   else ``n`` grows and the round is run again. (``tests/test_search_plans.py``
+   checks the pages against ranking every match.)
 
-Conditions therefore come in two forms: as ``IN`` lists that a database can start
-from (counting, few matches) and, for the candidates, as correlated ``EXISTS``
+Conditions therefore come in two forms: as ``IN`` lists (a report's totals over
+every match) and, for counting and for the candidates, as correlated ``EXISTS``
 probes (``_Context.probe``), so that nothing is read for images outside the set.
+
+A report's totals and top labels are aggregates over all of its matches; its
+list of images is ranked like a search page (newest first, up to 10,000).
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ from sqlalchemy import (
     column,
     false,
     func,
+    intersect,
     literal,
     literal_column,
     not_,
@@ -299,23 +306,18 @@ def _sighting_condition(term: Term, ctx: _Context, *, indexed: bool = False) -> 
     def col(column: Any) -> ColumnElement[Any]:
         return column if indexed else ctx.plain(column)
 
-    def name_in(column: Any, names: list[str]) -> ColumnElement[bool]:
-        if ctx.dialect == "sqlite":
-            return col(column).collate("NOCASE").in_(names)
-        return func.lower(column).in_(names)
-
-    if isinstance(term, ChannelFilter):
+    if isinstance(term, (ChannelFilter, UserFilter)):
+        channel = isinstance(term, ChannelFilter)
+        id_column, name_column = ((Sighting.channel_id, Sighting.channel_name) if channel
+                                  else (Sighting.user_id, Sighting.user_name))
+        value = term.channel if isinstance(term, ChannelFilter) else term.user
         if term.is_id:
-            return col(Sighting.channel_id) == term.channel
-        name = term.channel.lower()
-        return or_(col(Sighting.channel_id).in_(sorted({term.channel, term.channel.upper()})),
-                   name_in(Sighting.channel_name, [name, "#" + name]))
-    if isinstance(term, UserFilter):
-        if term.is_id:
-            return col(Sighting.user_id) == term.user
-        name = term.user.lower()
-        return or_(col(Sighting.user_id).in_(sorted({term.user, term.user.upper()})),
-                   name_in(Sighting.user_name, [name, "@" + name]))
+            return col(id_column) == value
+        name = value.lower()
+        by_name = _name_in(name_column, [name, ("#" if channel else "@") + name], ctx, indexed=indexed)
+        if not _could_be_slack_id(value):
+            return by_name  # "design" is no channel id: one condition, one index
+        return or_(col(id_column).in_(sorted({value, value.upper()})), by_name)
     assert isinstance(term, SeenFilter)
     bounds: list[ColumnElement[bool]] = []
     if term.start is not None:
@@ -323,6 +325,22 @@ def _sighting_condition(term: Term, ctx: _Context, *, indexed: bool = False) -> 
     if term.end is not None:
         bounds.append(col(Sighting.seen_at) < term.end)
     return and_(true(), *bounds)
+
+
+_SLACK_ID = re.compile(r"[CGDUW][A-Z0-9]*[0-9][A-Z0-9]*", re.IGNORECASE)
+
+
+def _could_be_slack_id(value: str) -> bool:
+    """Slack ids (C0123ABCD, U0ALICE…) start with their kind's letter and have a digit; a name
+    without one (``in:design``) is only looked up as a name."""
+    return len(value) >= 7 and _SLACK_ID.fullmatch(value) is not None
+
+
+def _name_in(column: Any, names: list[str], ctx: _Context, *, indexed: bool = True) -> ColumnElement[bool]:
+    """``lower(column) IN names``; on SQLite the column's ``NOCASE`` collation (the same ASCII folding)."""
+    if ctx.dialect == "sqlite":
+        return (column if indexed else ctx.plain(column)).collate("NOCASE").in_(names)
+    return func.lower(column).in_(names)
 
 
 def _seen_in(conditions: Iterable[ColumnElement[bool]], ctx: _Context) -> ColumnElement[bool]:
@@ -508,6 +526,8 @@ def _driver(term: Term, ctx: _Context) -> list[list[Select[Any]]]:
         text = _text_driver(term.phrase, ctx)
         return [[text]] if text is not None else []
     if isinstance(term, UnsafeFilter) or (isinstance(term, HasFilter) and term.what == "moderation"):
+        if ctx.dialect != "sqlite":
+            return []  # a range on the image row itself, which PostgreSQL's planner reads directly
         return [[select(Image.id.label("image_id")).where(Image.max_moderation_confidence >= ctx.moderation_min)]]
     if isinstance(term, _SIGHTING_TERMS):
         # ``+image_id``: so that SQLite reads the term's index rather than ix_sightings_image_id
@@ -657,13 +677,11 @@ def _candidates(session: Session, parts: Sequence[_LabelPart | _TextPart], ctx: 
     if paired:
         assert pair_floor is not None
         for first, second in itertools.combinations(cut, 2):
-            both = select(LabelTerm.image_id).where(
-                LabelTerm.term.in_(first.terms), LabelTerm.confidence >= pair_floor,
-                ctx.confident(LabelTerm.confidence),
-                LabelTerm.image_id.in_(select(LabelTerm.image_id).where(
-                    LabelTerm.term.in_(second.terms), LabelTerm.confidence >= pair_floor,
-                    ctx.confident(LabelTerm.confidence))),
-            )
+            both = intersect(*(  # two covering index ranges, intersected
+                select(LabelTerm.image_id).where(LabelTerm.term.in_(part.terms), LabelTerm.confidence >= pair_floor,
+                                                 ctx.confident(LabelTerm.confidence))
+                for part in (first, second)
+            ))
             found = set(session.execute(both.limit(PAIR_MAX + 1)).scalars())
             if len(found) > PAIR_MAX:
                 paired = False

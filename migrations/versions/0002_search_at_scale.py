@@ -18,7 +18,8 @@ Create Date: 2026-12-02
   ``…_user_id_image_id``, ``…_seen_at_image_id`` replace the 0001 ones.
 - ``ix_sightings_lower_channel_name`` / ``ix_sightings_lower_user_name`` (made by
   hand, listed in ``db.migrate.HAND_MADE``): ``in:#design`` and ``from:@alice``
-  by name. PostgreSQL indexes ``lower(…)``; SQLite the column ``COLLATE NOCASE``
+  by name. PostgreSQL indexes ``lower(…)`` (and includes the column, without which
+  it would not read an expression index alone); SQLite the column ``COLLATE NOCASE``
   (the same ASCII case folding, and an index SQLAlchemy can reflect without warning).
 - ``ix_labels_name_confidence``: a report's top labels counted from the index.
 """
@@ -60,8 +61,10 @@ def upgrade() -> None:
     op.create_index('ix_labels_name_confidence', 'labels', ['name', 'confidence'], unique=False)
     sqlite = op.get_bind().dialect.name == "sqlite"
     for name, column in _NAME_INDEXES.items():
-        target = f"{column} COLLATE NOCASE" if sqlite else f"lower({column})"
-        op.execute(f"CREATE INDEX {name} ON sightings ({target}, image_id)")
+        if sqlite:
+            op.execute(f"CREATE INDEX {name} ON sightings ({column} COLLATE NOCASE, image_id)")
+        else:
+            op.execute(f"CREATE INDEX {name} ON sightings (lower({column}), image_id) INCLUDE ({column})")
 
 
 def downgrade() -> None:
