@@ -120,6 +120,7 @@ TEXT_MATCH_SCORE = 100.0  # a text match counts like a label at 100% confidence
 COUNT_CAP = 1_000  # a search counts its matches up to here, then says "1,000+"
 SORT_ALL_MAX = COUNT_CAP  # this many matches or fewer are ranked all at once
 ESTIMATE_UP_TO = 2_000  # rows read of each way to list the matches, to pick the shortest (SQLite)
+NARROW_UP_TO = 50_000  # a second list of this many rows at most also narrows the first (SQLite)
 FIRST_ROUND = 400  # candidates per index in the first round of ``_rank``; grows by ``GROWTH``
 GROWTH = 8
 PAIR_MAX = 5_000  # images with two label terms at once that a round brings in, at most
@@ -411,14 +412,18 @@ def _flagged(ctx: _Context, category: str | None) -> ColumnElement[bool]:
         # save_analysis keeps the strongest stored moderation label's confidence on the image.
         return Image.max_moderation_confidence >= ctx.moderation_min
     word = _normalise(category)
+    # Flagged in a category implies flagged at all: the range on the image row lets a database
+    # start from ix_images_max_moderation_confidence, with the category checked per image.
+    at_all = Image.max_moderation_confidence >= ctx.moderation_min
     conditions: list[ColumnElement[bool]] = [
         ModerationLabel.confidence >= ctx.moderation_min,
         or_(ModerationLabel.name.icontains(word, autoescape=True),
             ModerationLabel.parent_name.icontains(word, autoescape=True)),
     ]
     if ctx.probe:
-        return ctx.exists(select(ModerationLabel.id).where(ModerationLabel.image_id == Image.id, *conditions))
-    return Image.id.in_(select(ModerationLabel.image_id).where(*conditions))
+        return and_(at_all, ctx.exists(select(ModerationLabel.id).where(ModerationLabel.image_id == Image.id,
+                                                                         *conditions)))
+    return and_(at_all, Image.id.in_(select(ModerationLabel.image_id).where(*conditions)))
 
 
 # -- scoring -----------------------------------------------------------------------------------
@@ -592,9 +597,10 @@ def _match_ids(session: Session, query: Query, ctx: _Context, statuses: Sequence
         ways, sizes = map(list, zip(*sorted(zip(ways, sizes, strict=True), key=lambda pair: pair[1]), strict=True))
     listed = ways[0].subquery()
     narrowed: list[ColumnElement[bool]] = []
-    if len(ways) > 1 and sizes[0] > ESTIMATE_UP_TO and (ways[1] is not visible or sizes[1] <= 10 * ESTIMATE_UP_TO):
+    if (len(ways) > 1 and sizes[0] > ESTIMATE_UP_TO and ways[1] is not visible
+            and _count_rows(session, ways[1], NARROW_UP_TO) <= NARROW_UP_TO):
         # Two long lists (label:dog in:#pets): read the first only where the second has the image,
-        # the second made into a temporary table once (the caller's channels only if that is short).
+        # the second made into a temporary table once, if that is not too long itself.
         narrowed.append(listed.c.image_id.in_(ways[1]))
     checked = select(Image.id).where(Image.id == listed.c.image_id, *filters).exists()
     return select(listed.c.image_id).where(*narrowed, checked).distinct()
