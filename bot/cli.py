@@ -242,7 +242,7 @@ def search(query: tuple[str, ...], limit: int, page: int, as_json: bool) -> None
             click.echo(f"#{image.id}  {when}  {where}  {labels or '(no labels)'}{snippet}{flag}")
         shown = (result.page - 1) * result.per_page + len(result.hits)
         more = f"; next: --page {result.page + 1}" if result.has_more else ""
-        click.echo(f"{shown} of {result.total} matching images{more}", err=True)
+        click.echo(f"{shown} of {result.total_text} matching images{more}", err=True)
     core.database.dispose()
 
 
@@ -340,7 +340,7 @@ def demo(output: Path, progress: bool | None) -> None:
     failed = _analyse_files(core, sample_paths(), show_bar)
     for query in ("label:animal", "text:sale", "has:text -label:animal", "unsafe"):
         page = core.search(query, per_page=5)
-        click.echo(f"\n$ imgbot search {query}   ({page.total} match{'es' if page.total != 1 else ''})")
+        click.echo(f"\n$ imgbot search {query}   ({page.total_text} match{'es' if page.total != 1 else ''})")
         for hit in page.hits:
             labels = ", ".join(f"{label.name} {label.confidence:.0f}%"
                                for label in hit.image.top_labels(settings.label_min_confidence, 4))

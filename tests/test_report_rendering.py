@@ -260,3 +260,10 @@ def test_json_keeps_unicode_readable():
     text = render_report(report(image(11, text=(line(0, "Crème brûlée"),), sightings=(sighting(1, day=2),))),
                          "json")
     assert "Crème brûlée" in text
+
+
+def test_a_capped_search_total_reads_as_at_least():
+    from bot.core.records import SearchPage
+
+    assert SearchPage("cat", (), 1, 10, 1000, total_is_estimate=True).total_text == "1,000+"
+    assert SearchPage("cat", (), 1, 10, 12).total_text == "12"

@@ -204,6 +204,11 @@ class SearchPage:
     def has_more(self) -> bool:
         return self.page * self.per_page < self.total or self.total_is_estimate
 
+    @property
+    def total_text(self) -> str:
+        """``"12"``, or ``"1,000+"`` when matches were counted only that far."""
+        return f"{self.total:,}+" if self.total_is_estimate else f"{self.total:,}"
+
 
 @dataclass(frozen=True)
 class LabelCount:

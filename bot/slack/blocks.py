@@ -268,7 +268,7 @@ def search_page(page: SearchPage, *, label_min_confidence: float,
         ]
     first = (page.page - 1) * page.per_page + 1
     last = first + len(page.hits) - 1
-    summary = f"{page.total} picture{'s' if page.total != 1 else ''} match `{query}`, showing {first}–{last}."
+    summary = f"{page.total_text} picture{'s' if page.total != 1 else ''} match `{query}`, showing {first}–{last}."
     blocks: list[Block] = [section(summary)]
     for hit in page.hits:
         entry = [divider(), section(_hit_text(hit, label_min_confidence, moderation_min_confidence))]
