@@ -146,7 +146,9 @@ class ImageRecord:
                 for m in self.moderation
                 if m.confidence >= moderation_min_confidence
             ],
-            "flagged": self.is_flagged(moderation_min_confidence) if moderation_min_confidence else bool(self.moderation),
+            "flagged": (
+                self.is_flagged(moderation_min_confidence) if moderation_min_confidence else bool(self.moderation)
+            ),
             "moderation_decision": (
                 {
                     "decision": self.moderation_decision.decision,
