@@ -8,8 +8,9 @@ dependencies themselves, so picking one analyser never loads another's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from bot.errors import ConfigError
 
