@@ -12,7 +12,6 @@ several images at once, storing originals and results as it goes.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 import tempfile
@@ -22,36 +21,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import boto3  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
 
+from bench.recipe import make_images, recipe  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.core.types import Source  # noqa: E402
 from bot.wiring import build_core  # noqa: E402
 from tests.fakes.rekognition import FakeRekognition  # noqa: E402
-
-
-def make_images(count: int) -> list[bytes]:
-    images = []
-    for n in range(count):
-        image = Image.new("RGB", (640, 480), ((n * 37) % 256, (n * 91) % 256, (n * 53) % 256))
-        ImageDraw.Draw(image).text((20, 20), f"SALE {n}% OFF", fill=(255, 255, 255))
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=85)
-        images.append(buffer.getvalue())
-    return images
-
-
-def recipe(images: list[bytes], endpoint: str) -> float:
-    """The recipe's loop, one image at a time with its 0.1 s pause; returns images/s."""
-    client = boto3.client("rekognition", endpoint_url=endpoint)
-    started = time.perf_counter()
-    for data in images:
-        client.detect_labels(Image={"Bytes": data}, MaxLabels=10, MinConfidence=75)
-        client.detect_text(Image={"Bytes": data})
-        client.detect_moderation_labels(Image={"Bytes": data}, MinConfidence=60)
-        time.sleep(0.1)
-    return len(images) / (time.perf_counter() - started)
 
 
 def imgbot(images: list[bytes], endpoint: str, concurrency: int, workdir: str) -> tuple[float, int]:

@@ -15,7 +15,6 @@ imgbot reached (target >= 90 %), throttled calls, and images lost (must be 0).
 from __future__ import annotations
 
 import argparse
-import io
 import multiprocessing as mp
 import os
 import sys
@@ -26,10 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import boto3  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
+from bench.recipe import make_images, recipe  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.core.types import Source  # noqa: E402
 from bot.wiring import build_core  # noqa: E402
@@ -73,28 +71,6 @@ class FakeInProcess:
             self._process.kill()
 
 
-def make_images(count: int) -> list[bytes]:
-    images = []
-    for n in range(count):
-        image = Image.new("RGB", (320, 240), ((n * 37) % 256, (n * 91) % 256, (n * 53) % 256))
-        ImageDraw.Draw(image).text((10, 10), f"product shot {n}", fill=(255, 255, 255))
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=80)
-        images.append(buffer.getvalue())
-    return images
-
-
-def recipe(images: list[bytes], endpoint: str) -> float:
-    client = boto3.client("rekognition", endpoint_url=endpoint)
-    started = time.perf_counter()
-    for data in images:
-        client.detect_labels(Image={"Bytes": data}, MaxLabels=10, MinConfidence=75)
-        client.detect_text(Image={"Bytes": data})
-        client.detect_moderation_labels(Image={"Bytes": data}, MinConfidence=60)
-        time.sleep(0.1)
-    return len(images) / (time.perf_counter() - started)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=1000)
@@ -107,7 +83,7 @@ def main() -> None:
                         "AWS_DEFAULT_REGION": "us-east-1"}.items():
         os.environ.setdefault(name, value)
 
-    images = make_images(args.images)
+    images = make_images(args.images, size=(320, 240), quality=80)
     with tempfile.TemporaryDirectory() as workdir:
         fake = FakeInProcess(args.latency, args.tps)
         with fake as endpoint:

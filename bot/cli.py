@@ -23,7 +23,7 @@ import click
 from bot import __version__
 from bot.config import SETTINGS, Settings, load_dotenv_file
 from bot.core.types import IngestResult, Source
-from bot.errors import ConfigError, ImgbotError, NotFound, QuerySyntaxError, SchemaOutOfDate
+from bot.errors import ConfigError, ImgbotError, QuerySyntaxError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jfif", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".heic", ".heif",
                     ".avif"}
@@ -38,6 +38,10 @@ def _settings_help() -> str:
             + "\n".join(lines))
 
 
+#: Exit status per error type: 2 for what the caller typed or configured, 1 for everything else.
+_EXIT_STATUS: dict[type[ImgbotError], int] = {QuerySyntaxError: 2, ConfigError: 2}
+
+
 def handle_errors(func: F) -> F:
     """Turn imgbot's errors into one readable line on stderr and the documented exit status."""
 
@@ -45,21 +49,9 @@ def handle_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except QuerySyntaxError as err:
-            click.echo(f"Error: {err.user_message}", err=True)
-            sys.exit(2)
-        except ConfigError as err:
-            click.echo(f"Error: {err.user_message}", err=True)
-            sys.exit(2)
-        except NotFound as err:
-            click.echo(f"Error: {err.user_message}", err=True)
-            sys.exit(1)
-        except SchemaOutOfDate as err:
-            click.echo(f"Error: {err.user_message}", err=True)
-            sys.exit(1)
         except ImgbotError as err:
             click.echo(f"Error: {err.user_message}", err=True)
-            sys.exit(1)
+            sys.exit(next((code for kind, code in _EXIT_STATUS.items() if isinstance(err, kind)), 1))
 
     return wrapper  # type: ignore[return-value]
 
