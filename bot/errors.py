@@ -25,10 +25,12 @@ class ImgbotError(Exception):
     #: Whether the same work may succeed if tried again later.
     retryable: bool = False
 
-    def __init__(self, user_message: str, *, detail: str | None = None) -> None:
+    def __init__(self, user_message: str, *, detail: str | None = None, retryable: bool | None = None) -> None:
         super().__init__(user_message)
         self.user_message = user_message
         self.detail = detail or user_message
+        if retryable is not None:  # otherwise the class default stands
+            self.retryable = retryable
 
 
 class ConfigError(ImgbotError):
@@ -46,25 +48,19 @@ class ImageTooLarge(ImgbotError):
 class StorageError(ImgbotError):
     """The original could not be stored, read or deleted."""
 
-    def __init__(self, user_message: str, *, detail: str | None = None, retryable: bool = True) -> None:
-        super().__init__(user_message, detail=detail)
-        self.retryable = retryable
+    retryable = True
 
 
 class AnalyzerError(ImgbotError):
     """The analysis service failed for this image."""
 
-    def __init__(self, user_message: str, *, detail: str | None = None, retryable: bool = False) -> None:
-        super().__init__(user_message, detail=detail)
-        self.retryable = retryable
+    retryable = False
 
 
 class QueueError(ImgbotError):
     """The work queue refused or failed a call (send, receive, delete, change visibility)."""
 
-    def __init__(self, user_message: str, *, detail: str | None = None, retryable: bool = True) -> None:
-        super().__init__(user_message, detail=detail)
-        self.retryable = retryable
+    retryable = True
 
 
 class QuerySyntaxError(ImgbotError):

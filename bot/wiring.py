@@ -6,6 +6,7 @@ the worker call. It knows nothing of Slack or AWS itself.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
@@ -17,9 +18,11 @@ from bot.core.pipeline import Pipeline
 from bot.core.ports import Analyzer, Storage
 from bot.core.records import ImageRecord, ReportData, SearchPage
 from bot.core.types import IngestResult, Source
-from bot.errors import NotFound
+from bot.errors import ImgbotError, NotFound
 from db import queries
 from db.session import Database
+
+log = logging.getLogger("imgbot.core")
 
 
 @dataclass
@@ -91,9 +94,14 @@ class Core:
         return self._drop_orphans(orphaned)
 
     def _drop_orphans(self, orphaned: list[tuple[int, str | None]]) -> list[int]:
-        for _image_id, key in orphaned:
-            if key:
+        """Delete stored copies nothing uses any more; a failure leaves the copy, never the deletion undone."""
+        for image_id, key in orphaned:
+            if not key:
+                continue
+            try:
                 self.storage.delete(key)
+            except ImgbotError as err:
+                log.warning("image=%s stored copy %s not deleted: %s", image_id, key, err.detail)
         return [image_id for image_id, _ in orphaned]
 
     def record_moderation_decision(self, image_id: int, decision: str, user_id: str) -> None:

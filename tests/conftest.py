@@ -115,3 +115,20 @@ def core(settings: Settings, storage: MemoryStorage, fake_analyzer: FakeAnalyzer
 @pytest.fixture
 def pipeline(core: Core):  # type: ignore[no-untyped-def]
     return core.pipeline
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_database(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Iterator[Database]:
+    """A database with no tables at all (not migrated), of each kind."""
+    if request.param == "sqlite":
+        database = Database(f"sqlite:///{tmp_path}/empty.db")
+        yield database
+        database.dispose()
+        return
+    if not POSTGRES_URL:
+        pytest.skip("PostgreSQL tests need IMGBOT_TEST_POSTGRES_URL (bash .ci/run sets it up)")
+    url = create_postgres_database()
+    database = Database(url)
+    yield database
+    database.dispose()
+    drop_postgres_database(url)

@@ -11,24 +11,6 @@ from sqlalchemy import inspect
 
 from db.base import Base
 from db.migrate import alembic_config, current_revision, downgrade, head_revision, include_object, upgrade
-from db.session import Database
-from tests.conftest import POSTGRES_URL, create_postgres_database, drop_postgres_database
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def empty_database(request, tmp_path):
-    if request.param == "sqlite":
-        database = Database(f"sqlite:///{tmp_path}/empty.db")
-        yield database
-        database.dispose()
-        return
-    if not POSTGRES_URL:
-        pytest.skip("PostgreSQL tests need IMGBOT_TEST_POSTGRES_URL (bash .ci/run sets it up)")
-    url = create_postgres_database()
-    database = Database(url)
-    yield database
-    database.dispose()
-    drop_postgres_database(url)
 
 
 def test_there_is_exactly_one_head():

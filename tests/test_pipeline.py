@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 
 from bot.core.types import Source
 from bot.errors import AnalyzerError, StorageError
@@ -24,11 +25,14 @@ def test_reposting_the_same_bytes_makes_no_new_analyzer_call(pipeline, fake_anal
 def test_a_repost_is_a_new_sighting_of_the_same_image(core):
     cat = make_image()
     core.ingest(cat, Source.file("a.png"))
-    core.ingest(cat, Source.slack(team_id="T1", channel_id="C1", user_id="U1", file_id="F1", message_ts="1700000000.0001"))
+    core.ingest(cat, Source.slack(team_id="T1", channel_id="C1", user_id="U1", file_id="F1",
+                                  message_ts="1700000000.0001"))
 
-    record = core.show(core.ingest(cat, Source.file("a.png")).image_id)
-    assert [s.source for s in record.sightings] == ["slack:C1", "file:a.png"] or len(record.sightings) == 2
-    assert {s.source_kind for s in record.sightings} == {"file", "slack"}
+    again = core.ingest(cat, Source.file("a.png"))  # the same source again is not a new sighting
+
+    record = core.show(again.image_id)
+    assert again.outcome == "reused"
+    assert sorted(s.source for s in record.sightings) == ["file:a.png", "slack:C1"]
 
 
 def test_the_original_is_stored_once_under_a_content_address(pipeline, storage):
@@ -94,8 +98,9 @@ def test_every_bad_input_fails_alone_with_a_reason(core, fake_analyzer, tmp_path
 
 
 def test_a_huge_image_is_refused_before_its_pixels_are_decoded(core):
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     buffer = io.BytesIO()
     Image.new("1", (10_000, 8_000)).save(buffer, "PNG")  # 80 megapixels, a few kilobytes
@@ -142,16 +147,13 @@ def test_an_image_left_pending_by_a_crash_is_finished_by_the_next_run(settings, 
 
     data = make_image()
     crashed = build_core(settings, storage=storage, analyzer_factory=FakeAnalyzer)
+    key = f"{_sha(data)[:2]}/{_sha(data)}.png"
+    storage.put(key, data, "image/png")
     with crashed.database.transaction() as session:  # what a run killed after "pending" leaves behind
         image_id = queries.record_image(session, sha256=_sha(data), byte_size=len(data), now=_now())
-        queries.claim_image(session, image_id, owner="otherhost:1", now=_now())
-        session.execute(
-            __import__("sqlalchemy").update(__import__("db.models").models.Image)
-            .values(lease_expires_at=_now())
-        )
-    storage.put(f"{_sha(data)[:2]}/{_sha(data)}.png", data, "image/png")
-    with crashed.database.transaction() as session:
-        queries.record_stored(session, image_id, f"{_sha(data)[:2]}/{_sha(data)}.png", "memory://x", _now())
+        queries.record_stored(session, image_id, key, f"memory://{key}", _now())
+        # its lease, held by a process on another host, has run out
+        queries.claim_image(session, image_id, owner="otherhost:1", now=_now() - queries.LEASE - timedelta(seconds=1))
 
     analyzer = FakeAnalyzer()
     next_run = build_core(settings, storage=storage, analyzer_factory=lambda: analyzer)
@@ -201,6 +203,29 @@ def _sha(data: bytes) -> str:
 
 
 def _now():
-    from datetime import datetime, timezone
+    return datetime.now(UTC)
 
-    return datetime.now(timezone.utc)
+
+def test_a_repost_after_the_last_sighting_was_deleted_stores_the_original_again(core, storage):
+    data = make_image("JPEG")
+    slack = Source.slack(team_id="T1", channel_id="C1", user_id="U1", file_id="F1", message_ts="1700000000.0001")
+    first = core.ingest(data, slack)
+    core.delete_slack_file("F1")
+    assert core.show(first.image_id).storage_key is None and len(storage) == 0
+
+    again = core.ingest(data, Source.file("again.jpg"))
+
+    assert again.outcome == "reused"
+    assert storage.get(core.show(first.image_id).storage_key) == data
+
+
+def test_a_storage_failure_while_deleting_keeps_the_deletion(core, storage):
+    data = make_image()
+    core.ingest(data, Source.slack(team_id="T1", channel_id="C1", user_id="U1", file_id="F9",
+                                   message_ts="1700000000.0002"))
+    storage.fail_next(StorageError("S3 is unreachable."))
+
+    hidden = core.delete_slack_file("F9")
+
+    assert len(hidden) == 1
+    assert core.search("").total == 0

@@ -119,20 +119,6 @@ def test_deleting_an_older_post_keeps_last_seen_at(core, seed):
     assert last_seen(core, image_id) == at(9)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def empty_database(request, tmp_path):  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        database = Database(f"sqlite:///{tmp_path}/empty.db")
-        yield database
-        database.dispose()
-        return
-    if not POSTGRES_URL:
-        pytest.skip("PostgreSQL tests need IMGBOT_TEST_POSTGRES_URL (bash .ci/run sets it up)")
-    url = create_postgres_database()
-    database = Database(url)
-    yield database
-    database.dispose()
-    drop_postgres_database(url)
 
 
 def test_the_migration_fills_last_seen_at_from_the_live_posts(empty_database):

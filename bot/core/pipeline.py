@@ -8,7 +8,6 @@ same image and cost no analyser call. Every finished image logs one line on
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 import time
@@ -18,8 +17,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
-
-from PIL import Image
 
 from bot.config import Settings
 from bot.core.intake import prepare_image, sha256_of
@@ -128,8 +125,8 @@ class Pipeline:
                               seconds=time.perf_counter() - analysis_started)
         except Exception as err:  # an analyser bug must fail one image, not the batch
             log.exception("image=%s analyser crashed", image_id)
-            wrapped = ImgbotError("The analysis failed unexpectedly; it will be retried.", detail=repr(err))
-            wrapped.retryable = True
+            wrapped = ImgbotError("The analysis failed unexpectedly; it will be retried.", detail=repr(err),
+                                  retryable=True)
             return self._fail(image_id, prepared.sha256, wrapped, started, sighting_id, provider=analyzer_name,
                               seconds=time.perf_counter() - analysis_started)
         seconds = time.perf_counter() - analysis_started
@@ -172,9 +169,11 @@ class Pipeline:
         )
 
     def _store_quietly(self, image_id: int, sha256: str, data: bytes) -> None:
+        """Keep a stored copy again for a done image whose copy was deleted with its last sighting."""
         try:
-            prepared_ext = _extension_for(data)
-            stored = self.storage.put(storage_key(sha256, prepared_ext), data, "application/octet-stream")
+            prepared = prepare_image(data, max_bytes=self.settings.max_bytes, max_pixels=self.settings.max_pixels,
+                                     sha256=sha256)
+            stored = self.storage.put(storage_key(sha256, prepared.extension), data, prepared.mime_type)
         except ImgbotError as err:
             log.warning("image=%s could not store the original again: %s", image_id, err.detail)
             return
@@ -322,16 +321,6 @@ def _with_database_retries(fn: Callable[[], T], label: str) -> T:
 def storage_key(sha256: str, extension: str) -> str:
     """Content-addressed, fanned out by the first two hex digits: the same bytes are stored once."""
     return f"{sha256[:2]}/{sha256}.{extension}"
-
-
-def _extension_for(data: bytes) -> str:
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            fmt = image.format or ""
-    except Exception:
-        return "bin"
-    return {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "TIFF": "tif", "BMP": "bmp",
-            "HEIF": "heic", "AVIF": "avif"}.get(fmt, "bin")
 
 
 def _with_stored(prepared: PreparedImage, stored: object) -> PreparedImage:

@@ -35,10 +35,6 @@ CHUNK = 64 * 1024
 class DownloadError(ImgbotError):
     """A Slack file could not be fetched; ``retryable`` when trying later may help."""
 
-    def __init__(self, user_message: str, *, detail: str | None = None, retryable: bool = False) -> None:
-        super().__init__(user_message, detail=detail)
-        self.retryable = retryable
-
 
 class UntrustedHost(DownloadError):
     """The URL is not on Slack's file host: the token is never sent there."""
