@@ -120,10 +120,12 @@ TEXT_MATCH_SCORE = 100.0  # a text match counts like a label at 100% confidence
 COUNT_CAP = 1_000  # a search counts its matches up to here, then says "1,000+"
 SORT_ALL_MAX = COUNT_CAP  # this many matches or fewer are ranked all at once
 ESTIMATE_UP_TO = 2_000  # rows read of each way to list the matches, to pick the shortest (SQLite)
+EARLY_READ = 2_500  # rows of one list read to find a count beyond the cap early (PostgreSQL)
 NARROW_UP_TO = 50_000  # a second list of this many rows at most also narrows the first (SQLite)
 FIRST_ROUND = 400  # candidates per index in the first round of ``_rank``; grows by ``GROWTH``
 GROWTH = 8
 PAIR_MAX = 5_000  # images with two label terms at once that a round brings in, at most
+FIRST_PAIR_FLOOR = 0.8  # the first round's pairs: both terms this far from the threshold to 100
 
 _FTS = table("search_fts", column("rowid", Integer), column("search_fts"))
 _TOKEN = re.compile(r"[^\W_]+")
@@ -606,6 +608,29 @@ def _match_ids(session: Session, query: Query, ctx: _Context, statuses: Sequence
     return select(listed.c.image_id).where(*narrowed, checked).distinct()
 
 
+def _beyond_cap_early(session: Session, query: Query, ctx: _Context, statuses: Sequence[str], cap: int) -> bool:
+    """PostgreSQL: whether the first ``EARLY_READ`` rows of one list the matches come from already
+    hold more than ``cap`` of them (``cat OR dog``: the first cats will do).
+
+    PostgreSQL reads a query's lists as one semi-join, so it first hashes every row of all of
+    them (110,000 for ``cat OR dog``) to drop repeats, however few matches the count needs. A
+    short head of one list is hashed in no time; when it holds enough matches the count is known
+    to be capped, else the whole count runs as before."""
+    if ctx.dialect != "postgresql" or query.where is None:
+        return False
+    ways = _driver(query.where, ctx)
+    if len(ways) != 1:  # several lists ANDed (``(cat OR dog) last 30d``): few rows of one list match
+        return False
+    filters = _filters(query, dataclasses.replace(ctx, probe=True), statuses)
+    for part in ways[0]:
+        if _count_rows(session, part, cap) <= cap:
+            continue  # too short to hold more than cap matches
+        head = select(Image.id).where(Image.id.in_(part.limit(EARLY_READ)), *filters)
+        if _count_rows(session, head, cap) > cap:
+            return True
+    return False
+
+
 # -- ranking in rounds -------------------------------------------------------------------------
 
 
@@ -630,6 +655,7 @@ class _Candidates:
     label_reach: list[float]  # per label term still cut off: images outside have less than this
     text_reach: float  # what text terms too common to bring in whole can add
     paired: bool  # every image with two label terms at or above the pair floor is in
+    cut: tuple[_LabelPart, ...] = ()  # the label terms with more images than the round brought in
 
     def bound(self, pair_floor: float | None, ctx: _Context) -> float:
         """The best score an image outside can have. Without pairs, every label term at once
@@ -677,24 +703,38 @@ def _candidates(session: Session, parts: Sequence[_LabelPart | _TextPart], ctx: 
                 ids.append(select(Image.id).where(_text_match(part.text, ctx, exact=part.exact)))
             else:  # too common: only the window brings its images in
                 text_reach += TEXT_MATCH_SCORE
-    # An image left out with two label terms can add them up (cat 80 + dog 80 beats a cat at 99.9):
-    # bring in the images with two of them at or above the pair floor, when they are few.
-    paired = pair_floor is not None and len(cut) >= 2
-    if paired:
-        assert pair_floor is not None
-        for first, second in itertools.combinations(cut, 2):
-            both = intersect(*(  # two covering index ranges, intersected
-                select(LabelTerm.image_id).where(LabelTerm.term.in_(part.terms), LabelTerm.confidence >= pair_floor,
-                                                 ctx.confident(LabelTerm.confidence))
-                for part in (first, second)
-            ))
-            found = set(session.execute(both.limit(PAIR_MAX + 1)).scalars())
-            if len(found) > PAIR_MAX:
-                paired = False
-                break
-            if found:
-                ids.append(select(Image.id).where(Image.id.in_(sorted(found))))
-    return _Candidates(ids, horizon, label_reach, text_reach, paired)
+    found = _Candidates(ids, horizon, label_reach, text_reach, paired=False, cut=tuple(cut))
+    return _with_pairs(session, found, pair_floor, ctx) if pair_floor is not None else found
+
+
+def _with_pairs(session: Session, found: _Candidates, pair_floor: float, ctx: _Context) -> _Candidates:
+    """``found`` plus the images with two cut label terms at or above ``pair_floor``, when they are few.
+
+    An image left out with two label terms can add them up (cat 80 + dog 80 beats a cat at 99.9)."""
+    if len(found.cut) < 2:
+        return found
+    ids = list(found.ids)
+    for first, second in itertools.combinations(found.cut, 2):
+        both = intersect(*(  # two covering index ranges, intersected
+            select(LabelTerm.image_id).where(LabelTerm.term.in_(part.terms), LabelTerm.confidence >= pair_floor,
+                                             ctx.confident(LabelTerm.confidence))
+            for part in (first, second)
+        ))
+        paired = set(session.execute(both.limit(PAIR_MAX + 1)).scalars())
+        if len(paired) > PAIR_MAX:
+            return dataclasses.replace(found, paired=False)
+        if paired:
+            ids.append(select(Image.id).where(Image.id.in_(sorted(paired))))
+    return dataclasses.replace(found, ids=ids, paired=True)
+
+
+def _first_pair_floor(ctx: _Context) -> float:
+    """Where the pairs start when two or more label terms are cut (``cat OR dog``): high, so that
+    the first round ranks only the few images sure of two terms at once instead of every image
+    with both. When the page's last score still does not beat what one sure term plus one just
+    under the floor can reach, the next round lowers the floor to what that score needs; only
+    the cost depends on this guess, the bound check keeps the page exact."""
+    return ctx.label_min + FIRST_PAIR_FLOOR * (100.0 - ctx.label_min)
 
 
 def _rank(session: Session, query: Query, ctx: _Context, statuses: Sequence[str], k: int,
@@ -721,6 +761,9 @@ def _rank(session: Session, query: Query, ctx: _Context, statuses: Sequence[str]
         if horizon is None:  # the window is the whole collection
             return best(_filters(query, probe, statuses))
         found = _candidates(session, parts, ctx, statuses, n, horizon, pair_floor)
+        if pair_floor is None and len(found.cut) >= 2:
+            pair_floor = _first_pair_floor(ctx)
+            found = _with_pairs(session, found, pair_floor, ctx)
         rows = best([Image.id.in_(union(*found.ids)), *_filters(query, probe, statuses)])
         if total is not None and len(rows) == total:
             return rows  # every match is among the candidates
@@ -731,12 +774,14 @@ def _rank(session: Session, query: Query, ctx: _Context, statuses: Sequence[str]
                 last_score >= bound and last_newest is not None and last_newest >= found.horizon
             ):
                 return rows
-            if pair_floor is None and len(found.label_reach) >= 2:
+            if len(found.label_reach) >= 2:
                 # Beaten only by what two label terms could add up to: bring in the images with two
-                # of them at or above the floor that makes the bound fall below this round's k-th.
+                # of them at or above the floor that makes the bound fall below this round's k-th
+                # (lower than the first guess, or the round is run again with the same pairs).
                 floor = (last_score - found.text_reach - max(found.label_reach)) / (len(found.label_reach) - 1)
-                if floor > 0:  # (a floor at the threshold brings in every image with two of them)
-                    pair_floor = max(floor, ctx.label_min)
+                lowered = max(floor, ctx.label_min)
+                if floor > 0 and (pair_floor is None or lowered < pair_floor):
+                    pair_floor = lowered
                     continue
         # Short of k: widen by about what was missing (a report's 10,000 rarely needs 8 times the window).
         n *= max(2, min(GROWTH, math.ceil(1.5 * k / max(len(rows), 1))))
@@ -858,7 +903,7 @@ def search_images(
     statuses = ("done",)
     cap = max(COUNT_CAP, page * per_page)
     matches = _match_ids(session, query, ctx, statuses)
-    counted = _count_rows(session, matches, cap)
+    counted = cap + 1 if _beyond_cap_early(session, query, ctx, statuses, cap) else _count_rows(session, matches, cap)
     estimate = counted > cap
     total = cap if estimate else counted
 

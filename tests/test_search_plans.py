@@ -274,6 +274,33 @@ def test_ranking_in_rounds_gives_the_same_pages_as_ranking_every_match(core, var
         assert pages(query) == everything[query], query
 
 
+@pytest.mark.parametrize("first_pair_floor", [0.0, 0.99, 1.0])
+def test_the_first_pair_floor_changes_the_cost_but_never_the_pages(core, varied, monkeypatch, first_pair_floor):
+    queries = ["cat OR dog", "label:cat OR label:dog OR label:bird", "(cat OR bird) after:2026-01-10"]
+    everything = {query: [(h.image.id, h.score) for h in core.search(query, per_page=12).hits] for query in queries}
+    monkeypatch.setattr(db_search, "SORT_ALL_MAX", 0)
+    monkeypatch.setattr(db_search, "FIRST_ROUND", 1)
+    monkeypatch.setattr(db_search, "FIRST_PAIR_FLOOR", first_pair_floor)  # 1.0: pairs at 100, too high to help
+
+    for query in queries:
+        assert [(h.image.id, h.score) for h in core.search(query, per_page=12).hits] == everything[query], query
+
+
+@pytest.mark.parametrize("early_read", [1, 3, 100])
+def test_a_count_found_beyond_the_cap_early_is_the_same_count(core, seed, monkeypatch, early_read):
+    for channel in ("C0HIDDEN", "C0HIDDEN", "C0A", "C0A", "C0A"):  # the first cats are in a channel not shown
+        seed(labels=[("Cat", 97.0)], sources=[slack(channel)])
+    seed(labels=[("Dog", 90.0)], sources=[slack("C0A")])
+    monkeypatch.setattr(db_search, "COUNT_CAP", 3)
+    monkeypatch.setattr(db_search, "EARLY_READ", early_read)
+
+    capped = core.search("cat OR dog", channels=["C0A"], per_page=1)
+    narrower = core.search("cat OR dog", channels=["C0A", "C0B"], per_page=1, page=4)
+
+    assert (capped.total, capped.total_is_estimate) == (3, True)
+    assert (narrower.total, narrower.total_is_estimate, len(narrower.hits)) == (4, False, 1)
+
+
 def test_a_count_beyond_the_cap_is_an_estimate(core, seed, monkeypatch):
     for _ in range(3):
         seed(labels=[("Cat", 97.0)])
