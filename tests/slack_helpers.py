@@ -138,6 +138,18 @@ def message_deleted(*, channel: str, deleted_ts: str, previous: dict[str, Any] |
                                              "text": ""}}
 
 
+def message_tombstoned(*, channel: str, ts: str, thread_ts: str | None = None) -> dict[str, Any]:
+    """What Slack sends when a message that has replies is deleted: the message becomes a tombstone."""
+    now = f"{time.time():.6f}"
+    return {"type": "message", "subtype": "message_changed", "hidden": True, "channel": channel, "ts": now,
+            "event_ts": now, "channel_type": "channel",
+            "message": {"type": "message", "subtype": "tombstone", "text": "This message was deleted.",
+                        "user": "USLACKBOT", "hidden": True, "ts": ts, "thread_ts": thread_ts or ts,
+                        "reply_count": 1, "reply_users_count": 1},
+            "previous_message": {"type": "message", "ts": ts, "user": "U0ALICE001", "text": "",
+                                 "thread_ts": thread_ts or ts, "reply_count": 1}}
+
+
 def slash_command(command: str, text: str, *, user_id: str, channel_id: str, team_id: str,
                   response_url: str, channel_name: str = "general") -> dict[str, str]:
     return {

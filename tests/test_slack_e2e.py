@@ -532,6 +532,45 @@ def test_deleted_files_and_messages_disappear_from_search(app: Harness) -> None:
     assert app.storage.keys() == [] if hasattr(app.storage, "keys") else True
 
 
+def test_a_deleted_message_with_replies_disappears_from_search(app: Harness) -> None:
+    photo = make_image()
+    app.analyzer.script(photo, labels=[("Okapi", 95.0)])
+    ts, _, _ = app.post_images(photo)
+    app.replies(ts)  # imgbot's reply makes the message a thread parent
+    assert app.core.search("okapi").total == 1  # type: ignore[union-attr]
+
+    app.event(sh.message_tombstoned(channel=PUBLIC, ts=ts))
+
+    sh.wait_until(lambda: app.core.search("okapi").total == 0)  # type: ignore[union-attr]
+
+
+def test_a_file_shared_in_a_direct_message_is_left_alone(app: Harness) -> None:
+    photo = make_image()
+    file = app.slack.add_file(photo, name="dm.png")
+
+    app.slack.share(file, "D0DIRECT01", app.slack.new_ts())
+
+    app.event(sh.file_shared(file["id"], channel="D0DIRECT01"))
+
+    time.sleep(4 * FAST.file_shared_delay)  # the look-up waits this long before it runs
+    assert app.slack.calls_to("files.info") == [] and app.slack.calls_to("chat.postMessage") == []
+    assert app.analyzer.calls == 0
+
+
+def test_a_search_whose_thumbnail_slack_refuses_still_answers(app: Harness) -> None:
+    photo = make_image("JPEG")
+    app.analyzer.script(photo, labels=[("Lynx", 97.0)])
+    _post_and_wait(app, photo, names=["lynx.jpg"])
+    shown = app.core.search("lynx").hits[0].sighting  # type: ignore[union-attr]
+    app.slack.unviewable_files.add(shown.file_id)
+
+    answers = app.responses(app.command("/imgsearch", "lynx"), count=2)
+
+    assert [a.status for a in answers] == [400, 200]
+    assert all(b["type"] != "image" for b in answers[1].params["blocks"])
+    assert "lynx.jpg" in json.dumps(answers[1].params["blocks"])
+
+
 # -- retries, duplicates, restarts ----------------------------------------------------------------
 
 

@@ -57,7 +57,7 @@ EYES, DONE, FLAGGED, FAILED = "eyes", "white_check_mark", "warning", "x"
 RETRYABLE_SLACK_ERRORS = frozenset({
     "ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout",
 })
-GONE_FILE_ERRORS = frozenset({"file_not_found", "file_deleted"})
+GONE_FILE_ERRORS = frozenset({"file_not_found", "file_deleted", "access_denied"})
 #: Message metadata on each reply, so a later attempt can tell that the reply was posted.
 REPLY_EVENT = "imgbot_reply"
 
@@ -92,8 +92,8 @@ class MessageWork:
 
 def maybe_image(file: dict[str, Any]) -> bool:
     """Worth a look: an image by its mimetype, or a stub whose details need ``files.info``."""
-    if file.get("mode") == "tombstone":
-        return False
+    if file.get("mode") in {"tombstone", "hidden_by_limit"} or file.get("file_access") == "access_denied":
+        return False  # deleted, beyond the free plan's history, or another organisation's (Slack Connect)
     if file.get("file_access") == "check_file_info" or not file.get("mimetype"):
         return True
     return str(file.get("mimetype", "")).lower().startswith("image/")
@@ -483,6 +483,8 @@ class SlackJobs:
         file_id, channel_id = event.get("file_id") or (event.get("file") or {}).get("id"), event.get("channel_id")
         if not file_id or not channel_id:
             return
+        if str(channel_id).startswith("D"):
+            return  # a direct message: imgbot works in channels (no im:history, and search covers channels)
         since = datetime.now(UTC) - timedelta(days=1)
         with self.core.database.transaction() as session:
             if slack_queries.claims_with_file(session, channel_id, file_id, since=since):
@@ -517,8 +519,9 @@ class SlackJobs:
         """The message with ``ts`` (for all its files); None when Slack will not say."""
         try:
             if thread_ts and thread_ts != ts:
+                # The thread's parent comes first whatever the bounds, so ask for more than one.
                 response = self.client.conversations_replies(channel=channel_id, ts=thread_ts, oldest=ts, latest=ts,
-                                                             inclusive=True, limit=1)
+                                                             inclusive=True, limit=5)
             else:
                 response = self.client.conversations_history(channel=channel_id, oldest=ts, latest=ts,
                                                              inclusive=True, limit=1)
@@ -590,7 +593,7 @@ class SlackJobs:
                 if _retryable_slack(err):
                     return _FileResult(ImageOutcome(name, file_id, error=messages.download_failed()), retry=True)
                 log.warning("files.info %s failed: %s", file_id, _describe(err))
-                return _FileResult(ImageOutcome(name, file_id, error=messages.download_failed()))
+                return _FileResult(ImageOutcome(name, file_id, error=messages.file_refused()))
             except (SlackClientError, OSError) as err:
                 log.warning("files.info %s failed: %s", file_id, _describe(err))
                 return _FileResult(ImageOutcome(name, file_id, error=messages.download_failed()), retry=True)

@@ -47,6 +47,14 @@ def register(app: App, core: Core, jobs: SlackJobs, memberships: MembershipCache
         if event.get("channel") and deleted_ts:
             jobs.delete_message(str(event["channel"]), str(deleted_ts))
 
+    @app.event({"type": "message", "subtype": "message_changed"})
+    def on_message_changed(event: dict[str, Any]) -> None:
+        """A deleted message that has replies (every message imgbot answered has one) is not
+        ``message_deleted``: Slack turns it into a tombstone, announced as ``message_changed``."""
+        message = event.get("message") or {}
+        if event.get("channel") and message.get("ts") and message.get("subtype") == "tombstone":
+            jobs.delete_message(str(event["channel"]), str(message["ts"]))
+
     @app.event("message")
     def on_other_message() -> None:
         """Every other message in the channels imgbot is in: acknowledged, nothing to do."""
@@ -79,7 +87,7 @@ def register(app: App, core: Core, jobs: SlackJobs, memberships: MembershipCache
             return
         text, result_blocks = _search(core, memberships, client, command["user_id"], command.get("team_id"),
                                       command.get("text", "").strip(), page=1)
-        respond(response_type="ephemeral", text=text, blocks=result_blocks)
+        respond_with_fallbacks(respond, text, result_blocks)
 
     app.command(SEARCH_COMMAND)(ack=ack_search, lazy=[run_search])
 
@@ -90,7 +98,7 @@ def register(app: App, core: Core, jobs: SlackJobs, memberships: MembershipCache
         query, page = blocks.parse_more_button_value(action.get("value") or "{}")
         user = body.get("user") or {}
         text, result_blocks = _search(core, memberships, client, user["id"], user.get("team_id"), query, page=page)
-        respond(response_type="ephemeral", replace_original=True, text=text, blocks=result_blocks)
+        respond_with_fallbacks(respond, text, result_blocks, replace_original=True)
 
     app.action(blocks.ACTION_MORE)(ack=ack_more, lazy=[run_more])
 
@@ -149,6 +157,26 @@ def register(app: App, core: Core, jobs: SlackJobs, memberships: MembershipCache
 
 
 # -- helpers (the translation itself) -----------------------------------------------------------
+
+
+def respond_with_fallbacks(respond: Respond, text: str, answer: list[blocks.Block], **options: Any) -> None:
+    """Answer through ``response_url``; if Slack refuses the blocks (a thumbnail of a file the
+    requester can no longer see makes the whole message ``invalid_blocks``), without the
+    thumbnails, then as text, so the requester never goes without an answer."""
+    attempts = [answer, [b for b in answer if b.get("type") != "image"], None]
+    for attempt, message_blocks in enumerate(attempts):
+        if attempt == 1 and len(message_blocks or ()) == len(answer):
+            continue  # no thumbnails to leave out
+        try:
+            response = respond(response_type="ephemeral", text=text, blocks=message_blocks, **options)
+        except (SlackClientError, OSError) as err:
+            log.warning("response_url not reached: %s", err)
+            return
+        status = getattr(response, "status_code", 200)
+        if status == 200:
+            return
+        log.warning("response_url refused the answer (HTTP %s %s)%s", status,
+                    str(getattr(response, "body", ""))[:200], "; trying a simpler one" if message_blocks else "")
 
 
 def _is_help(text: str) -> bool:

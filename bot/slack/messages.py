@@ -31,8 +31,13 @@ def download_failed() -> str:
     return "I could not download the picture from Slack. I will try again later."
 
 
+def file_refused() -> str:
+    return "Slack would not let me read this file, so it was not analysed."
+
+
 def file_unavailable() -> str:
-    return "The file is no longer available in Slack (it may have been deleted)."
+    return ("The file is no longer available to me in Slack (it may have been deleted, "
+            "or shared from another organisation).")
 
 
 def analysis_failed_generic() -> str:

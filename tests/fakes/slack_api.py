@@ -86,6 +86,9 @@ class FakeSlack:
         self._thread: threading.Thread | None = None
         self._sockets: list[_WebSocket] = []
         self.socket_acks: dict[str, dict[str, Any]] = {}
+        # Files whose image blocks Slack refuses (the poster cannot see them): a message that
+        # shows one is rejected whole, as ``invalid_blocks``.
+        self.unviewable_files: set[str] = set()
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -440,8 +443,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, f"OK - {len(body)}".encode(), "text/plain")
         elif path.startswith("/response/"):
             payload = json.loads(body or b"{}")
-            self.slack._record(Call("response_url", {**payload, "_path": path}, self._headers(), body))
-            self._send(200, b"ok", "text/plain")
+            call = Call("response_url", {**payload, "_path": path}, self._headers(), body)
+            shown = {(b.get("slack_file") or {}).get("id")
+                     for b in payload.get("blocks") or [] if b.get("type") == "image"}
+            refused = bool(shown & self.slack.unviewable_files)
+            call.status = 400 if refused else 200
+            self.slack._record(call)
+            self._send(400, b"invalid_blocks", "text/plain") if refused else self._send(200, b"ok", "text/plain")
         else:
             self._send(404, b"not found", "text/plain")
 
