@@ -2,9 +2,9 @@
 
 boto3 keeps its own configuration: ``AWS_PROFILE``, ``AWS_REGION``/``AWS_DEFAULT_REGION``,
 ``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL_REKOGNITION`` and the
-shared config files all work unchanged, because nothing here passes an endpoint, a
-region or a credential. imgbot only decides how hard botocore retries and how many
-connections a client may keep open.
+shared config files all work unchanged, because nothing here passes an endpoint or a
+credential (a region only when botocore found none and ``AWS_REGION`` names one). imgbot
+only decides how hard botocore retries and how many connections a client may keep open.
 
 Adapters turn an exception into an ``AwsFailure`` with ``classify`` and then word the
 ``user_message`` themselves, since only they know what was being attempted.
@@ -12,6 +12,7 @@ Adapters turn an exception into an ``AwsFailure`` with ``classify`` and then wor
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -39,7 +40,9 @@ if TYPE_CHECKING:
 
 RetryMode = Literal["adaptive", "standard", "legacy"]
 
-FailureKind = Literal["not_found", "denied", "credentials", "throttled", "transient", "rejected", "unknown"]
+FailureKind = Literal[
+    "not_found", "denied", "credentials", "throttled", "transient", "rejected", "unsupported", "unknown",
+]
 
 #: Errors that mean "the network or the service hiccuped": trying later may help.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -66,6 +69,11 @@ _THROTTLE_CODES = frozenset({
     "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled", "RequestThrottledException",
     "TooManyRequestsException", "ProvisionedThroughputExceededException", "LimitExceededException",
     "RequestLimitExceeded", "SlowDown", "BandwidthLimitExceeded",
+})
+#: The endpoint does not offer the operation or the option (an emulator, an S3-compatible store).
+_UNSUPPORTED_CODES = frozenset({
+    "NotImplemented", "NotImplementedException", "UnknownOperationException", "UnknownOperation",
+    "InvalidAction", "UnsupportedOperation", "UnsupportedOperationException", "501",
 })
 _TRANSIENT_CODES = frozenset({
     "InternalError", "InternalServerError", "InternalFailure", "ServiceUnavailable", "ServiceUnavailableException",
@@ -106,8 +114,12 @@ def make_client(service: str, settings: Settings, *, retry_mode: RetryMode = "ad
         retries={"mode": retry_mode, "max_attempts": settings.aws_max_attempts},
         max_pool_connections=max(10, settings.concurrency * 4),
     )
+    session = boto3.session.Session()
+    # botocore reads AWS_DEFAULT_REGION and the profile, but AWS_REGION (what the other AWS SDKs
+    # and the AWS documentation use) only inside AWS's own runtimes: honour it everywhere.
+    region = session.region_name or os.environ.get("AWS_REGION") or None
     try:
-        return boto3.session.Session().client(service, config=config)
+        return session.client(service, config=config, region_name=region)
     except NoRegionError as exc:
         raise ConfigError(
             f"imgbot needs an AWS region to use {service}: set AWS_REGION (or AWS_DEFAULT_REGION, "
@@ -142,6 +154,8 @@ def classify(exc: BaseException) -> AwsFailure:
             return AwsFailure("credentials", code, status, message, retryable=False)
         if code in _DENIED_CODES:
             return AwsFailure("denied", code, status, message, retryable=False)
+        if code in _UNSUPPORTED_CODES or status == 501:
+            return AwsFailure("unsupported", code, status, message, retryable=False)
         if code in _THROTTLE_CODES:
             return AwsFailure("throttled", code, status, message, retryable=True)
         if code in _TRANSIENT_CODES or (status is not None and status >= 500):

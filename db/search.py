@@ -494,6 +494,11 @@ def _filters(query: Query, ctx: _Context, statuses: Sequence[str], *,
         ctx.plain(Image.status).in_(list(statuses)),  # let SQLite start from a selective term instead
         visible,  # its own top-level condition: nothing inside the query can undo it
     ]
+    for term in _top_level_sighting_terms(query):
+        if isinstance(term, SeenFilter) and term.start is not None:
+            # Implied (the newest live post is at least as new as any visible one) and read off the
+            # image row itself, so most images outside the period are turned away without a probe.
+            filters.append(ctx.plain(Image.last_seen_at) >= term.start)
     if query.where is not None:
         filters.append(_condition(query.where, ctx, top=True))
     if query.confidence is not None and not any(

@@ -163,7 +163,7 @@ def test_detect_labels_asks_for_general_labels_above_the_store_floor(
     [labels] = [call for call in fake.requests if call.operation == "DetectLabels"]
     [moderation] = [call for call in fake.requests if call.operation == "DetectModerationLabels"]
     assert labels.params["MinConfidence"] == 62.5
-    assert labels.params["Features"] == ["GENERAL_LABELS"]
+    assert "Features" not in labels.params  # general labels are the default; not every endpoint takes the option
     assert "MaxLabels" not in labels.params  # the API's default is already its upper limit
     assert moderation.params["MinConfidence"] == 62.5
 
@@ -316,6 +316,35 @@ def test_an_original_stored_in_s3_is_passed_as_an_s3_object(
     assert analysis.labels[0].name == "Green"  # the fake read the object from S3
 
 
+def test_an_s3_object_rekognition_cannot_read_is_sent_as_bytes_instead(
+    fake: FakeRekognition, analyzer: RekognitionAnalyzer
+) -> None:
+    data = png((200, 30, 30))
+    stored = StoredObject(uri="s3://elsewhere/originals/ab/abc.png", key="ab/abc.png", bucket="elsewhere")
+    for operation in ("DetectLabels", "DetectText", "DetectModerationLabels"):
+        fake.fail_next(operation, "InvalidS3ObjectException")  # as AWS says when it cannot read the object
+
+    analysis = analyzer.analyze(prepared(data, stored=stored))
+
+    sent = [(call.operation, next(iter(call.params["Image"]))) for call in fake.requests]
+    assert sorted(sent) == sorted([(op, kind) for op in ("DetectLabels", "DetectText", "DetectModerationLabels")
+                                   for kind in ("S3Object", "Bytes")])
+    assert analysis.labels[0].name == "Red"
+
+
+def test_a_service_that_does_not_offer_an_operation_fails_at_once(
+    fake: FakeRekognition, analyzer: RekognitionAnalyzer
+) -> None:
+    fake.fail_next("DetectModerationLabels", "NotImplemented", times=100, status=501)
+
+    with pytest.raises(AnalyzerError) as caught:
+        analyzer.analyze(prepared(png()))
+
+    assert caught.value.retryable is False
+    assert "does not offer DetectModerationLabels" in caught.value.user_message
+    assert fake.call_count("DetectModerationLabels") == 1
+
+
 def test_bytes_are_sent_when_the_analysis_copy_is_not_the_original(
     fake: FakeRekognition, analyzer: RekognitionAnalyzer
 ) -> None:
@@ -416,6 +445,7 @@ def test_an_unreadable_image_is_a_permanent_error_with_a_readable_message(
         ("ThrottlingException", True, "busy"),
         ("LimitExceededException", True, "busy"),
         ("InternalServerError", True, "unavailable right now"),
+        ("UnknownOperationException", False, "does not offer"),
     ],
 )
 def test_rekognition_errors_say_whether_trying_later_can_help(
@@ -492,3 +522,18 @@ def test_create_builds_a_paced_adaptive_client_from_settings(fake: FakeRekogniti
     assert analysis.faces_requested is True
     assert fake.requests[0].params.get("MinConfidence", 60) == 60
     assert fake.call_count() == 4
+
+
+@pytest.mark.parametrize(("variables", "region"), [
+    ({"AWS_REGION": "eu-west-1"}, "eu-west-1"),  # what the AWS documentation and the other SDKs use
+    ({"AWS_DEFAULT_REGION": "eu-central-1", "AWS_REGION": "eu-west-1"}, "eu-central-1"),  # botocore's own wins
+])
+def test_the_region_comes_from_aws_region_or_botocores_own_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variables: dict[str, str], region: str
+) -> None:
+    use_fake_aws(monkeypatch, tmp_path)
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+    assert make_client("rekognition", Settings()).meta.region_name == region

@@ -203,7 +203,7 @@ def test_an_unreachable_endpoint_is_a_retryable_error(monkeypatch: pytest.Monkey
 @pytest.mark.parametrize(
     ("code", "status", "retryable"),
     [("SlowDown", 503, True), ("InternalError", 500, True), ("AccessDenied", 403, False),
-     ("SignatureDoesNotMatch", 403, False), ("InvalidArgument", 400, False)],
+     ("SignatureDoesNotMatch", 403, False), ("InvalidArgument", 400, False), ("NotImplemented", 501, False)],
 )
 def test_s3_errors_are_sorted_into_retryable_and_permanent(
     aws: str, settings: Settings, code: str, status: int, retryable: bool
@@ -217,6 +217,20 @@ def test_s3_errors_are_sorted_into_retryable_and_permanent(
 
     assert caught.value.retryable is retryable
     assert code in caught.value.user_message
+
+
+def test_a_store_without_server_side_encryption_names_the_setting(aws: str, settings: Settings) -> None:
+    client = make_client("s3", settings)
+    storage = S3Storage("imgbot-stubbed", "", client)
+    with Stubber(client) as stub:  # what S3-compatible stores without a KMS answer
+        stub.add_client_error("head_object", service_error_code="404", http_status_code=404)
+        stub.add_client_error("put_object", service_error_code="NotImplemented", http_status_code=501,
+                              service_message="Server side encryption specified but KMS is not configured")
+        with pytest.raises(StorageError) as caught:
+            storage.put(KEY, b"data", "image/png")
+
+    assert caught.value.retryable is False
+    assert "IMGBOT_S3_SSE" in caught.value.user_message
 
 
 def test_s3_storage_url_reaches_the_endpoint_from_the_environment(bucket: str) -> None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from bot.aws import AwsFailure, classify, make_client
+from bot.aws import AwsFailure, classify, error_code, make_client
 from bot.core.types import (
     Analysis,
     BoundingBox,
@@ -117,15 +117,12 @@ class RekognitionAnalyzer:
         """The keyword arguments of each call ``analyze`` makes, by operation name.
 
         DetectLabels gets no ``MaxLabels``: its default is already the API's upper
-        limit (1,000), and the confidence floor is what keeps the list short.
+        limit (1,000), and the confidence floor is what keeps the list short. Nor
+        ``Features``: general labels are what it returns when none is asked for.
         """
         image_argument = self.image_argument(image)
         calls: dict[str, dict[str, Any]] = {
-            DETECT_LABELS: {
-                "Image": image_argument,
-                "MinConfidence": self.store_min_confidence,
-                "Features": ["GENERAL_LABELS"],
-            },
+            DETECT_LABELS: {"Image": image_argument, "MinConfidence": self.store_min_confidence},
             DETECT_TEXT: {"Image": image_argument},
             DETECT_MODERATION_LABELS: {"Image": image_argument, "MinConfidence": self.store_min_confidence},
         }
@@ -133,13 +130,24 @@ class RekognitionAnalyzer:
             calls[DETECT_FACES] = {"Image": image_argument, "Attributes": ["ALL"]}
         return calls
 
-    def call(self, operation: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """One paced Rekognition call; botocore errors come out as ``AnalyzerError``."""
+    def call(self, operation: str, kwargs: dict[str, Any], fallback_bytes: bytes | None = None) -> dict[str, Any]:
+        """One paced Rekognition call; botocore errors come out as ``AnalyzerError``.
+
+        When Rekognition cannot read the ``S3Object`` (a bucket in another region, a
+        Rekognition endpoint that does not share the S3 one), ``fallback_bytes`` are sent
+        instead, once: the analysis copy is always within the 5 MB that ``Bytes`` allows."""
         waited = self.limiter.acquire(operation)
         started = time.monotonic()
         try:
             response: dict[str, Any] = getattr(self.client, _METHODS[operation])(**kwargs)
-        except (ClientError, BotoCoreError) as exc:
+        except ClientError as exc:
+            if fallback_bytes is not None and "S3Object" in kwargs.get("Image", {}) and (
+                    error_code(exc) == "InvalidS3ObjectException"):
+                logger.warning("rekognition op=%s could not read %s from S3 (%s); sending the bytes", operation,
+                               kwargs["Image"]["S3Object"].get("Name"), classify(exc).detail)
+                return self.call(operation, {**kwargs, "Image": {"Bytes": fallback_bytes}})
+            raise translate_error(operation, exc) from exc
+        except BotoCoreError as exc:
             raise translate_error(operation, exc) from exc
         logger.debug("rekognition op=%s secs=%.3f paced=%.3f", operation, time.monotonic() - started, waited)
         return {k: v for k, v in response.items() if k != "ResponseMetadata"}
@@ -148,7 +156,7 @@ class RekognitionAnalyzer:
 
     def analyze(self, image: PreparedImage) -> Analysis:
         futures: dict[str, Future[dict[str, Any]]] = {
-            operation: self._executor.submit(self.call, operation, kwargs)
+            operation: self._executor.submit(self.call, operation, kwargs, image.analysis_bytes)
             for operation, kwargs in self.requests(image).items()
         }
         responses: dict[str, dict[str, Any]] = {}
@@ -210,6 +218,7 @@ def _names(items: list[dict[str, Any]] | None) -> tuple[str, ...]:
 
 
 def labels_from(response: dict[str, Any]) -> tuple[Label, ...]:
+    """Every named label (``Name`` is optional in the API's shape: a nameless one says nothing)."""
     return tuple(
         Label(
             name=str(label["Name"]),
@@ -226,6 +235,7 @@ def labels_from(response: dict[str, Any]) -> tuple[Label, ...]:
             ),
         )
         for label in response.get("Labels") or ()
+        if label.get("Name")
     )
 
 
@@ -253,6 +263,8 @@ def text_from(response: dict[str, Any]) -> tuple[TextDetection, ...]:
 def moderation_from(response: dict[str, Any]) -> tuple[ModerationLabel, ...]:
     labels = []
     for found in response.get("ModerationLabels") or ():
+        if not found.get("Name"):
+            continue
         parent = found.get("ParentName") or None  # Rekognition says "" for a top-level label
         level = found.get("TaxonomyLevel")
         labels.append(
@@ -332,6 +344,10 @@ def translate_error(operation: str, exc: BaseException) -> AnalyzerError:
     elif failure.kind == "transient":
         message = (f"Amazon Rekognition is unavailable right now ({_short(code)}); "
                    "imgbot will try this image again later.")
+    elif failure.kind == "unsupported":
+        message = (f"This Amazon Rekognition endpoint does not offer {operation} ({_short(code)}), so the image "
+                   "could not be analysed. Check AWS_ENDPOINT_URL_REKOGNITION.")
+        return AnalyzerError(message, detail=detail, retryable=False)
     elif failure.kind in ("rejected", "not_found"):
         message = f"Rekognition refused this image ({_short(code)})."
         return AnalyzerError(message, detail=detail, retryable=False)
