@@ -659,23 +659,28 @@ class SlackJobs:
 
     def _find_reply(self, work: MessageWork, since: datetime) -> str | None:
         """The ts of imgbot's reply to this message in its thread, posted since ``since``; None if there is none."""
-        try:
-            response = self.client.conversations_replies(
-                channel=work.channel_id, ts=work.reply_thread, oldest=f"{_aware(since).timestamp() - 60:.6f}",
-                include_all_metadata=True, limit=200)
-        except SlackApiError as err:
-            if _retryable_slack(err):
+        cursor: str | None = None
+        for _ in range(10):  # a busy thread has more than a page of replies since then
+            try:
+                response = self.client.conversations_replies(
+                    channel=work.channel_id, ts=work.reply_thread, oldest=f"{_aware(since).timestamp() - 60:.6f}",
+                    include_all_metadata=True, limit=200, cursor=cursor)
+            except SlackApiError as err:
+                if _retryable_slack(err):
+                    raise RetryLater(f"conversations.replies: {_describe(err)}") from err
+                log.warning("cannot look for an earlier reply in %s/%s (%s); replying", work.channel_id,
+                            work.message_ts, _describe(err))
+                return None
+            except (SlackClientError, OSError) as err:
                 raise RetryLater(f"conversations.replies: {_describe(err)}") from err
-            log.warning("cannot look for an earlier reply in %s/%s (%s); replying", work.channel_id,
-                        work.message_ts, _describe(err))
-            return None
-        except (SlackClientError, OSError) as err:
-            raise RetryLater(f"conversations.replies: {_describe(err)}") from err
-        for message in response.get("messages") or []:
-            metadata = message.get("metadata") or {}
-            if metadata.get("event_type") == REPLY_EVENT and (
-                    metadata.get("event_payload") or {}).get("message_ts") == work.message_ts:
-                return str(message["ts"])
+            for message in response.get("messages") or []:
+                metadata = message.get("metadata") or {}
+                if metadata.get("event_type") == REPLY_EVENT and (
+                        metadata.get("event_payload") or {}).get("message_ts") == work.message_ts:
+                    return str(message["ts"])
+            cursor = ((response.get("response_metadata") or {}).get("next_cursor") or "").strip() or None
+            if not response.get("has_more") or cursor is None:
+                break
         return None
 
     def _post_reply(self, work: MessageWork, text: str, reply_blocks: list[blocks.Block],

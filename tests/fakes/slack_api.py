@@ -89,6 +89,7 @@ class FakeSlack:
         # Files whose image blocks Slack refuses (the poster cannot see them): a message that
         # shows one is rejected whole, as ``invalid_blocks``.
         self.unviewable_files: set[str] = set()
+        self.page_size = 1000  # the most messages conversations.history/replies send at once
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -359,7 +360,11 @@ class FakeSlack:
             return {"ok": False, "error": "channel_not_found"}
         oldest, latest = params.get("oldest"), params.get("latest")
         found = []
+        if thread is not None:  # conversations.replies: the parent comes first, whatever the bounds
+            found = [m for m in self.messages.get(channel, []) if m.get("ts") == thread]
         for message in self.messages.get(channel, []):
+            if thread is not None and message.get("ts") == thread:
+                continue
             in_thread = message.get("thread_ts") == thread or message.get("ts") == thread
             if thread is None and message.get("thread_ts") not in (None, message.get("ts")):
                 continue
@@ -370,7 +375,12 @@ class FakeSlack:
             if latest and float(message["ts"]) > float(latest):
                 continue
             found.append(message)
-        return {"ok": True, "messages": found, "has_more": False, "response_metadata": {"next_cursor": ""}}
+        # Pages of at most ``limit`` (Slack may send fewer: ``page_size`` plays that), with a cursor.
+        offset = int(params.get("cursor") or 0)
+        size = max(1, min(int(params.get("limit") or 100), self.page_size))
+        page, more = found[offset:offset + size], offset + size < len(found)
+        return {"ok": True, "messages": page, "has_more": more,
+                "response_metadata": {"next_cursor": str(offset + size) if more else ""}}
 
     def _api_files_getUploadURLExternal(self, params: dict[str, Any]) -> dict[str, Any]:
         if not params.get("filename") or not params.get("length"):
