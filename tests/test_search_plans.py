@@ -288,17 +288,23 @@ def test_the_first_pair_floor_changes_the_cost_but_never_the_pages(core, varied,
 
 @pytest.mark.parametrize("early_read", [1, 3, 100])
 def test_a_count_found_beyond_the_cap_early_is_the_same_count(core, seed, monkeypatch, early_read):
-    for channel in ("C0HIDDEN", "C0HIDDEN", "C0A", "C0A", "C0A"):  # the first cats are in a channel not shown
+    for channel in ("C0HIDDEN", "C0HIDDEN", "C0A", "C0A", "C0A", "C0A", "C0A"):  # two cats in a channel not shown
         seed(labels=[("Cat", 97.0)], sources=[slack(channel)])
     seed(labels=[("Dog", 90.0)], sources=[slack("C0A")])
     monkeypatch.setattr(db_search, "COUNT_CAP", 3)
     monkeypatch.setattr(db_search, "EARLY_READ", early_read)
+    early = db_search._beyond_cap_early
+    answers: list[bool] = []
+    monkeypatch.setattr(db_search, "_beyond_cap_early", lambda *a: answers.append(early(*a)) or answers[-1])
 
     capped = core.search("cat OR dog", channels=["C0A"], per_page=1)
-    narrower = core.search("cat OR dog", channels=["C0A", "C0B"], per_page=1, page=4)
+    deep = core.search("cat OR dog", channels=["C0A", "C0B"], per_page=1, page=6)  # the cap is then 6
 
     assert (capped.total, capped.total_is_estimate) == (3, True)
-    assert (narrower.total, narrower.total_is_estimate, len(narrower.hits)) == (4, False, 1)
+    assert (deep.total, deep.total_is_estimate, len(deep.hits)) == (6, False, 1)
+    # PostgreSQL: only a head holding all seven cats (five shown) is found beyond the cap early.
+    on_postgres = core.database.engine.dialect.name == "postgresql"
+    assert answers == [on_postgres and early_read == 100, False]
 
 
 def test_a_count_beyond_the_cap_is_an_estimate(core, seed, monkeypatch):

@@ -241,6 +241,23 @@ def test_file_stubs_are_completed_with_files_info(app: Harness) -> None:
     assert [c.params["file"] for c in app.slack.calls_to("files.info")] == [files[0]["id"]]
 
 
+def test_an_image_from_another_organisation_gets_a_reply_saying_it_cannot_be_read(app: Harness) -> None:
+    ts = app.slack.new_ts()
+    stubs = [{"id": "F0CONNECT1", "mode": "hosted", "file_access": "access_denied", "mimetype": "image/jpeg",
+              "name": "partner.jpg"},
+             {"id": "F0CONNECT2", "mode": "hosted", "file_access": "access_denied", "mimetype": "application/pdf"},
+             {"id": "F0OLDFILE1", "mode": "hidden_by_limit"}]
+    app.slack.fail_next("files.info", "access_denied")  # Slack Connect: the bot may not read it
+
+    app.event(sh.file_share_message(stubs, channel=PUBLIC, ts=ts))
+
+    reply = app.replies(ts)[0]
+    text = section_texts(reply.params["blocks"])
+    assert "partner.jpg" in text and "another organisation" in text and "F0CONNECT2" not in json.dumps(reply.params)
+    assert [c.params["file"] for c in app.slack.calls_to("files.info")] == ["F0CONNECT1"]
+    assert app.final_reaction(ts) == "x"
+
+
 def test_text_read_from_an_image_pings_nobody(app: Harness) -> None:
     photo = make_image()
     app.analyzer.script(photo, labels=[("Poster", 90.0)], text=["<!channel> & <@U0BOB00001> <https://x.y|click>"])

@@ -92,8 +92,10 @@ class MessageWork:
 
 def maybe_image(file: dict[str, Any]) -> bool:
     """Worth a look: an image by its mimetype, or a stub whose details need ``files.info``."""
-    if file.get("mode") in {"tombstone", "hidden_by_limit"} or file.get("file_access") == "access_denied":
-        return False  # deleted, beyond the free plan's history, or another organisation's (Slack Connect)
+    if file.get("mode") in {"tombstone", "hidden_by_limit"}:
+        return False  # deleted, or beyond the free plan's history
+    if file.get("file_access") == "access_denied":  # another organisation's (Slack Connect): the reply says so
+        return str(file.get("mimetype", "")).lower().startswith("image/")
     if file.get("file_access") == "check_file_info" or not file.get("mimetype"):
         return True
     return str(file.get("mimetype", "")).lower().startswith("image/")

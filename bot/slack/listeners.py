@@ -163,10 +163,12 @@ def respond_with_fallbacks(respond: Respond, text: str, answer: list[blocks.Bloc
     """Answer through ``response_url``; if Slack refuses the blocks (a thumbnail of a file the
     requester can no longer see makes the whole message ``invalid_blocks``), without the
     thumbnails, then as text, so the requester never goes without an answer."""
-    attempts = [answer, [b for b in answer if b.get("type") != "image"], None]
-    for attempt, message_blocks in enumerate(attempts):
-        if attempt == 1 and len(message_blocks or ()) == len(answer):
-            continue  # no thumbnails to leave out
+    without_thumbnails = [b for b in answer if b.get("type") != "image"]
+    attempts: list[list[blocks.Block] | None] = [answer]
+    if len(without_thumbnails) < len(answer):
+        attempts.append(without_thumbnails)
+    attempts.append(None)  # text only
+    for message_blocks in attempts:
         try:
             response = respond(response_type="ephemeral", text=text, blocks=message_blocks, **options)
         except (SlackClientError, OSError) as err:

@@ -140,9 +140,11 @@ class S3Storage:
                    if self.sse.startswith("aws:kms") else "")
             return (f"imgbot is not allowed to {action} the S3 bucket '{self.bucket}' ({code}). "
                     f"Check the IAM policy: {permission} on {where}*{kms}.")
-        if failure.kind == "unsupported":
+        if failure.kind == "unsupported" and action == "write to":
             return (f"This S3 endpoint does not support what imgbot asked of it ({code}): server-side "
                     f"encryption {self.sse} is set on every upload (IMGBOT_S3_SSE), so the store must offer it.")
+        if failure.kind == "unsupported":
+            return f"This S3 endpoint cannot {action.split()[0]} objects the way imgbot asks ({code})."
         if failure.kind in ("throttled", "transient"):
             return f"S3 is busy or unreachable right now ({code}); imgbot will try again later."
         if failure.kind == "rejected":
