@@ -112,7 +112,7 @@ def make_client(service: str, settings: Settings, *, retry_mode: RetryMode = "ad
     """
     config = botocore.config.Config(
         retries={"mode": retry_mode, "max_attempts": settings.aws_max_attempts},
-        max_pool_connections=max(10, settings.concurrency * 4),
+        max_pool_connections=max(10, settings.max_in_flight * 4),
     )
     session = boto3.session.Session()
     # botocore reads AWS_DEFAULT_REGION and the profile, but AWS_REGION (what the other AWS SDKs
@@ -140,6 +140,16 @@ def error_code(exc: ClientError) -> str:
 def http_status(exc: ClientError) -> int | None:
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     return int(status) if status is not None else None
+
+
+def classify_code(code: str) -> FailureKind | None:
+    """The kind of failure an error code alone names (throttled, transient…), or None when it takes more."""
+    for codes, kind in ((_NOT_FOUND_CODES, "not_found"), (_CREDENTIAL_CODES, "credentials"),
+                        (_DENIED_CODES, "denied"), (_UNSUPPORTED_CODES, "unsupported"),
+                        (_THROTTLE_CODES, "throttled"), (_TRANSIENT_CODES, "transient")):
+        if code in codes:
+            return kind  # type: ignore[return-value]
+    return None
 
 
 def classify(exc: BaseException) -> AwsFailure:

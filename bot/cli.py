@@ -33,7 +33,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _settings_help() -> str:
     width = max(len(spec.env) for spec in SETTINGS)
-    lines = [f"  {spec.env.ljust(width)}  {spec.help} (default: {spec.default or 'unset'})" for spec in SETTINGS]
+    lines = [f"  {spec.env.ljust(width)}  {spec.help} (default: {spec.default or spec.unset.strip('()')})"
+             for spec in SETTINGS]
     return ("Environment variables (a .env file in the working directory is read too):\n\n\b\n"
             + "\n".join(lines))
 
@@ -174,12 +175,19 @@ def _analyse_files(core: Any, files: list[Path], show_bar: bool) -> int:
     seconds = time.perf_counter() - started
     total = len(items) + counts["resumed"]
     rate = total / seconds if seconds > 0 else 0.0
+    bound = getattr(core.analyzer, "images_per_second", None)
+    analysed_rate = (counts["done"] + counts["failed"]) / seconds if seconds > 0 else 0.0
     click.echo(
         f"analysed {counts['done']}, reused {counts['reused']}, failed {counts['failed']}"
         + (f", resumed {counts['resumed']}" if counts["resumed"] else "")
         + (f", in progress elsewhere {counts['pending']}" if counts["pending"] else "")
         + f" — {total} images in {seconds:.1f} s ({rate:.1f} images/s)"
     )
+    if bound:
+        click.echo(f"rate: {analysed_rate:.1f} images/s analysed, of a bound of {bound:g} images/s "
+                   f"({analysed_rate / bound:.0%}; the {core.analyzer.name} quota per API, IMGBOT_REKOGNITION_TPS); "
+                   f"{core.flow.target()} images in flight at the end, "
+                   f"{core.flow.seconds_per_image:.2f} s each")
     for name, reason in failures:
         click.echo(f"failed: {name}: {reason}", err=True)
     return counts["failed"]
@@ -415,7 +423,7 @@ def worker(once: bool, interval: float) -> None:
     core = _core(settings)
     log = logging.getLogger("imgbot.worker")
     queue = build_queue(settings)
-    log.info("worker started (concurrency=%d, %s)", settings.concurrency,
+    log.info("worker started (concurrency=%s, %s)", settings.concurrency or "automatic",
              f"queue {settings.queue_url}" if queue is not None else "database only")
     try:
         if queue is not None:
@@ -445,7 +453,7 @@ def _consume(core: Any, queue: Any, *, once: bool, interval: float) -> None:
     stop = threading.Event()
     handlers = build_handlers(core)
     leftovers = core.finish_pending()  # what a crash left in the database first, as `analyze` does
-    consumer = QueueWorker(queue, handlers.as_dict(), concurrency=core.settings.concurrency,
+    consumer = QueueWorker(queue, handlers.as_dict(), concurrency=core.settings.max_in_flight, room=core.flow.room,
                            options=WorkerOptions(idle_interval=max(interval, 1.0) * 12), idle=core.finish_pending)
     try:
         with _stopped_by_signals(stop):

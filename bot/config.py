@@ -23,6 +23,7 @@ class SettingSpec:
     default: str
     help: str
     parse: Callable[[str], Any] = str
+    unset: str = "(unset)"  # how the README and --help show an empty default
 
 
 def _bool(value: str) -> bool:
@@ -66,6 +67,19 @@ def _optional(value: str) -> str | None:
     return value or None
 
 
+def _optional_positive_int(value: str) -> int | None:
+    return _positive_int(value) if value.strip() else None
+
+
+def _optional_positive_float(value: str) -> float | None:
+    return _positive_float(value) if value.strip() else None
+
+
+#: The most images one process works on at once when IMGBOT_CONCURRENCY is automatic:
+#: 50 images/s at up to ~2 s per image.
+AUTO_MAX_IN_FLIGHT = 128
+
+
 SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("DATABASE_URL", "database_url", "sqlite:///data/imgbot.db",
                 "SQLAlchemy URL of the database (SQLite file or postgresql+psycopg://…)."),
@@ -90,12 +104,18 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "An image is flagged when a moderation label reaches this confidence (0-100).", _confidence),
     SettingSpec("IMGBOT_STORE_MIN_CONFIDENCE", "store_min_confidence", "50",
                 "Floor below which labels and moderation labels are not stored at all (0-100).", _confidence),
-    SettingSpec("IMGBOT_CONCURRENCY", "concurrency", "8",
-                "Images analysed at once by one process.", _positive_int),
-    SettingSpec("IMGBOT_REKOGNITION_TPS", "rekognition_tps", "50",
-                "Client-side limit of Rekognition calls per second, per API, shared by a process.", _positive_float),
+    SettingSpec("IMGBOT_CONCURRENCY", "concurrency", "",
+                "Most images one process works on at once (empty: automatic, from the analyser's rate and the "
+                f"measured time per image, at most {AUTO_MAX_IN_FLIGHT}).", _optional_positive_int, "(automatic)"),
+    SettingSpec("IMGBOT_MAX_INFLIGHT_MB", "max_inflight_mb", "256",
+                "Most image data one process holds at once, in MB (originals and analysis copies in flight).",
+                _positive_int),
+    SettingSpec("IMGBOT_REKOGNITION_TPS", "rekognition_tps", "",
+                "Rekognition calls per second, per API, this process may make (empty: the region's default "
+                "quota, 50 or 5); several processes sharing an account's quota each get a share.",
+                _optional_positive_float, "(the region's quota)"),
     SettingSpec("IMGBOT_AWS_MAX_ATTEMPTS", "aws_max_attempts", "8",
-                "botocore retry attempts for S3 and Rekognition calls (adaptive retry mode).", _positive_int),
+                "botocore retry attempts for S3, Rekognition and SQS calls.", _positive_int),
     SettingSpec("IMGBOT_QUEUE_URL", "queue_url", "",
                 "Amazon SQS queue URL; when set, `imgbot serve` only enqueues and `imgbot worker` processes "
                 "(empty: serve and analyze work in-process).", _optional),
@@ -131,8 +151,9 @@ class Settings:
     label_min_confidence: float = 75.0
     moderation_min_confidence: float = 60.0
     store_min_confidence: float = 50.0
-    concurrency: int = 8
-    rekognition_tps: float = 50.0
+    concurrency: int | None = None
+    max_inflight_mb: int = 256
+    rekognition_tps: float | None = None
     aws_max_attempts: int = 8
     queue_url: str | None = None
     log_level: str = "INFO"
@@ -161,6 +182,15 @@ class Settings:
             )
         values["log_level"] = values["log_level"].upper()
         return cls(**values)
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most images in flight in one process: IMGBOT_CONCURRENCY, or the automatic ceiling."""
+        return self.concurrency or AUTO_MAX_IN_FLIGHT
+
+    @property
+    def max_inflight_bytes(self) -> int:
+        return self.max_inflight_mb * 1024 * 1024
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

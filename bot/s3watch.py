@@ -104,14 +104,15 @@ class S3Watcher:
         if size is not None and size > self.core.settings.max_bytes:
             log.info("s3 object %s skipped: %d bytes, over IMGBOT_MAX_BYTES", location.uri(key), size)
             return WatchResult(key, "skipped", reason=f"larger than IMGBOT_MAX_BYTES ({size:,} bytes)")
-        try:
-            data = self._download(bucket, key)
-        except _Gone:
-            return WatchResult(key, "gone", reason="deleted before it could be read")
-        except StorageError as err:
-            log.warning("s3 object %s not read: %s", location.uri(key), err.detail)
-            return WatchResult(key, "unreachable" if err.retryable else "failed", reason=err.user_message)
-        result = self.core.ingest(data, source)
+        with self.core.flow.admit(size or 0):  # admitted before the download: its bytes count from the start
+            try:
+                data = self._download(bucket, key)
+            except _Gone:
+                return WatchResult(key, "gone", reason="deleted before it could be read")
+            except StorageError as err:
+                log.warning("s3 object %s not read: %s", location.uri(key), err.detail)
+                return WatchResult(key, "unreachable" if err.retryable else "failed", reason=err.user_message)
+            result = self.core.ingest(data, source)
         return WatchResult(key, result.outcome, result=result, reason=result.reason)
 
     def _download(self, bucket: str, key: str) -> bytes:
@@ -183,7 +184,7 @@ class S3Watcher:
                 return WatchResult(obj["Key"], "unreachable", reason=err.user_message)
 
         results = []
-        with ThreadPoolExecutor(max_workers=self.core.settings.concurrency,
+        with ThreadPoolExecutor(max_workers=self.core.settings.max_in_flight,
                                 thread_name_prefix="imgbot-watch") as pool:
             for result in pool.map(one, page):
                 results.append(result)

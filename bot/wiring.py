@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.config import Settings
+from bot.core.flow import FlowControl
 from bot.core.pipeline import Pipeline
 from bot.core.ports import Analyzer, Storage
 from bot.core.records import ImageRecord, ReportData, SearchPage
@@ -34,6 +35,7 @@ class Core:
     _analyzer: Analyzer | None = field(default=None, init=False, repr=False)
     _analyzer_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _pipeline: Pipeline | None = field(default=None, init=False, repr=False)
+    _flow: FlowControl | None = field(default=None, init=False, repr=False)
 
     @property
     def analyzer(self) -> Analyzer:
@@ -44,11 +46,29 @@ class Core:
             return self._analyzer
 
     @property
+    def flow(self) -> FlowControl:
+        """How many images this process works on at once, shared by every caller of the pipeline.
+
+        Sized from the analyser's rate (``images_per_second``, when it has one) and the measured
+        time per image, at most IMGBOT_CONCURRENCY (or the automatic ceiling) and
+        IMGBOT_MAX_INFLIGHT_MB of image data."""
+        with self._analyzer_lock:
+            built = self._flow
+        if built is None:
+            rate = getattr(self.analyzer, "images_per_second", None)
+            with self._analyzer_lock:
+                if self._flow is None:
+                    self._flow = FlowControl(rate=float(rate) if rate else None, cap=self.settings.max_in_flight,
+                                             budget_bytes=self.settings.max_inflight_bytes)
+                built = self._flow
+        return built
+
+    @property
     def pipeline(self) -> Pipeline:
         if self._pipeline is None:
             self._pipeline = Pipeline(
                 database=self.database, storage=self.storage, analyzer_factory=lambda: self.analyzer,
-                settings=self.settings,
+                settings=self.settings, flow=self.flow,
             )
         return self._pipeline
 

@@ -14,7 +14,7 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 def test_every_setting_is_in_the_readme_table_with_its_default():
     for spec in SETTINGS:
-        default = f"`{spec.default}`" if spec.default else "(unset)"
+        default = f"`{spec.default}`" if spec.default else spec.unset
         assert f"| `{spec.env}` | {default} |" in README, spec.env
 
 

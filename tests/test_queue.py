@@ -119,6 +119,47 @@ def test_a_long_job_is_kept_hidden_while_it_runs() -> None:
     assert len(runs) == 1 and stats.done == 1 and len(queue) == 0
 
 
+def test_a_stop_waits_only_for_the_short_poll_in_progress() -> None:
+    queue = MemoryQueue()
+    stop = threading.Event()
+    worker = QueueWorker(queue, {}, concurrency=2, options=WorkerOptions(idle_interval=3600))
+    runner = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    runner.start()
+    time.sleep(0.5)  # inside a poll
+
+    stopped_at = time.monotonic()
+    stop.set()
+    runner.join(10)
+
+    assert not runner.is_alive() and time.monotonic() - stopped_at < 2.5
+
+
+def test_a_job_still_running_when_the_worker_stops_is_handed_back_at_once() -> None:
+    queue = MemoryQueue(visibility_timeout=300)
+    started, release = threading.Event(), threading.Event()
+
+    def stuck(task: Task) -> Any:
+        started.set()
+        release.wait(30)
+        return "done"
+
+    queue.send({"kind": "image", "image_id": 1})
+    stop = threading.Event()
+    options = WorkerOptions(idle_interval=3600, stop_grace=0.3)
+    runner = threading.Thread(target=QueueWorker(queue, {"image": stuck}, options=options).run, args=(stop,),
+                              daemon=True)
+    runner.start()
+    assert started.wait(10)
+
+    stop.set()
+    runner.join(5)
+    again = queue.receive(wait_seconds=0)  # visible again now, not after its 300 s visibility timeout
+    release.set()
+
+    assert not runner.is_alive()
+    assert [job.receive_count for job in again] == [2]
+
+
 # -- SQS (moto) ------------------------------------------------------------------------------------
 
 
@@ -313,6 +354,28 @@ def test_a_worker_killed_mid_job_is_finished_by_another_after_the_visibility_tim
     assert finished == {"images": 1, "sightings": 1, "labels": finished["labels"], "analysis_runs": 1,
                         "slack_messages": 1}
     assert queue.receive(wait_seconds=0) == []
+
+
+def test_imgbot_worker_stops_within_seconds_of_sigterm_mid_poll(aws: str, tmp_path: Path) -> None:
+    queue, _ = make_queue("stop-jobs")
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/imgbot.db", "IMGBOT_QUEUE_URL": queue.url,
+           "IMGBOT_STORAGE": f"file://{tmp_path}/originals", "IMGBOT_ANALYZER": "local"}
+    with open(tmp_path / "worker.log", "w") as log_file:
+        worker = subprocess.Popen([sys.executable, "-m", "bot.cli", "worker"], env=env, cwd=tmp_path,
+                                  stdout=subprocess.DEVNULL, stderr=log_file)
+    try:
+        sh.wait_until(lambda: "worker started" in (tmp_path / "worker.log").read_text(), timeout=60)
+        time.sleep(1.0)  # polling the queue by now
+        stopped_at = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=15)
+        took = time.monotonic() - stopped_at
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+
+    assert worker.returncode == 0
+    assert took < 3.0, (tmp_path / "worker.log").read_text()
 
 
 # -- imgbot serve and imgbot worker with a queue ----------------------------------------------------

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from bot.ratelimit import RateLimiter, TokenBucket
+from bot.ratelimit import MARGIN, RECOVERY_SECONDS, Quota, RateLimiter, SlidingWindow, TokenBucket
 
 
 class FakeClock:
@@ -99,7 +99,7 @@ def test_each_api_has_its_own_bucket() -> None:
 
     assert limiter.acquire("DetectLabels") == 0.0
     assert limiter.acquire("DetectText") == 0.0
-    assert limiter.acquire("DetectLabels") == pytest.approx(1.0)
+    assert limiter.acquire("DetectLabels") == pytest.approx(1.0 * MARGIN)
 
 
 def test_the_shared_limiter_is_one_per_name_and_rate_in_the_process() -> None:
@@ -114,3 +114,87 @@ def test_the_shared_limiter_is_one_per_name_and_rate_in_the_process() -> None:
 def test_nonsense_rates_are_refused(rate: float, burst: float) -> None:
     with pytest.raises(ValueError):
         TokenBucket(rate=rate, burst=burst)
+
+
+def test_the_window_holds_back_a_call_that_would_make_more_than_the_limit_in_a_second() -> None:
+    clock = FakeClock()
+    window = SlidingWindow(3, 1.0, clock=clock, sleep=clock.sleep)
+
+    waits = [window.acquire() for _ in range(3)]  # three at once: the limit
+    fourth = window.acquire()
+
+    assert waits == [0.0, 0.0, 0.0]
+    assert fourth == pytest.approx(1.0)
+
+
+def test_a_quota_never_exceeds_its_rate_in_any_one_second_window_even_when_threads_wake_late() -> None:
+    clock = FakeClock()
+    late = [0.0]
+
+    def oversleep(seconds: float) -> None:  # every sleeper wakes 30 ms late, as under a busy interpreter
+        clock.sleep(seconds + late[0])
+
+    quota = Quota(50, clock=clock, sleep=oversleep)
+    sent = []
+    for n in range(400):
+        late[0] = 0.03 if n % 3 == 0 else 0.0
+        quota.acquire()
+        sent.append(clock.now)
+
+    busiest = max(sum(1 for t in sent if start <= t <= start + 1.0) for start in sent)
+    assert busiest <= 50
+
+
+def test_a_quota_paces_close_to_its_rate() -> None:
+    clock = FakeClock()
+    quota = Quota(50, clock=clock, sleep=clock.sleep)
+
+    for _ in range(500):
+        quota.acquire()
+
+    assert 499 / (clock.now - 1000.0) == pytest.approx(50 / MARGIN, rel=0.01)
+
+
+def test_a_throttle_slows_the_api_at_once_and_the_rate_recovers_within_seconds() -> None:
+    clock = FakeClock()
+    quota = Quota(50, clock=clock, sleep=clock.sleep)
+    quota.acquire()
+
+    quota.throttled()
+
+    assert quota.current_share() == pytest.approx(0.7)
+    clock.now += RECOVERY_SECONDS / 2
+    assert 0.7 < quota.current_share() < 1.0
+    clock.now += RECOVERY_SECONDS / 2
+    assert quota.current_share() == 1.0
+
+
+def test_throttles_in_a_row_compound_but_never_stop_the_api() -> None:
+    clock = FakeClock()
+    quota = Quota(50, clock=clock, sleep=clock.sleep)
+
+    for _ in range(20):
+        quota.throttled()
+
+    assert quota.current_share() == pytest.approx(0.2)
+    started = clock.now
+    for _ in range(10):
+        quota.acquire()
+    assert clock.now - started < 1.5  # still about 10 calls a second, not zero
+
+
+def test_each_thread_learns_only_its_own_waiting() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(rate=10, clock=clock, sleep=clock.sleep)
+    limiter.take_waited()
+    limiter.acquire("DetectText")
+    limiter.acquire("DetectText")
+    seen: list[float] = []
+
+    other = threading.Thread(target=lambda: seen.append(limiter.take_waited()))
+    other.start()
+    other.join()
+
+    assert seen == [0.0]
+    assert limiter.take_waited() == pytest.approx(0.1 * MARGIN)
+    assert limiter.take_waited() == 0.0

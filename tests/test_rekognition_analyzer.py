@@ -406,6 +406,33 @@ def test_throttling_is_retried_by_botocore_and_then_succeeds(
     assert fake.call_count("DetectLabels") == ATTEMPTS
 
 
+def test_a_throttle_slows_that_api_and_its_retry_is_paced_too(
+    fake: FakeRekognition, aws: None
+) -> None:
+    limiter = RateLimiter(1_000)
+    client = make_client("rekognition", Settings(aws_max_attempts=3), retry_mode="standard")
+    paced: list[str] = []
+    acquire = limiter.acquire
+    limiter.acquire = lambda key: paced.append(key) or acquire(key)  # type: ignore[method-assign]
+    fake.fail_next("DetectText", "ThrottlingException", times=1)
+
+    with RekognitionAnalyzer(client, faces=False, limiter=limiter) as analyzer:
+        analyzer.analyze(prepared(png()))
+
+    assert paced.count("DetectText") == 2  # the first try and botocore's retry both waited their turn
+    assert limiter.quota("DetectText").throttles == 1
+    assert limiter.quota("DetectText").current_share() < 1.0
+    assert limiter.quota("DetectLabels").current_share() == 1.0  # the other APIs keep their pace
+
+
+def test_the_analysis_says_how_long_it_waited_for_its_turn(fake: FakeRekognition, aws: None) -> None:
+    with build(tps=2) as analyzer:
+        analyzer.analyze(prepared(png()))
+        second = analyzer.analyze(prepared(png(colour=(0, 0, 255))))
+
+    assert second.paced_seconds == pytest.approx(1 / 2 * 1.02, abs=0.1)
+
+
 def test_persistent_throttling_is_a_retryable_analyzer_error(
     fake: FakeRekognition, analyzer: RekognitionAnalyzer
 ) -> None:
@@ -503,7 +530,7 @@ def test_a_read_timeout_is_retryable(aws: None) -> None:
 # -- building from settings ---------------------------------------------------------------------
 
 
-def test_create_builds_a_paced_adaptive_client_from_settings(fake: FakeRekognition, aws: None) -> None:
+def test_create_builds_a_paced_client_with_standard_retries_from_settings(fake: FakeRekognition, aws: None) -> None:
     settings = Settings(analyzer="rekognition", faces=True, store_min_confidence=60, rekognition_tps=123,
                         aws_max_attempts=4, concurrency=5)
 
@@ -514,14 +541,30 @@ def test_create_builds_a_paced_adaptive_client_from_settings(fake: FakeRekogniti
         analyzer.close()
 
     config: Any = analyzer.client.meta.config
-    assert config.retries["mode"] == "adaptive"
+    assert config.retries["mode"] == "standard"  # the pacing slows each API itself; adaptive would slow all
     assert config.retries["total_max_attempts"] == 5  # IMGBOT_AWS_MAX_ATTEMPTS retries after the first try
     assert config.max_pool_connections == 20
     assert analyzer.limiter is RateLimiter.shared("rekognition", 123)
+    assert analyzer.images_per_second == 123
     assert isinstance(analyzer, Analyzer) and analyzer.name == "rekognition"
     assert analysis.faces_requested is True
     assert fake.requests[0].params.get("MinConfidence", 60) == 60
     assert fake.call_count() == 4
+
+
+@pytest.mark.parametrize(("region", "tps"), [
+    ("us-east-1", 50), ("us-west-2", 50), ("eu-west-1", 50), ("eu-central-1", 5), ("ap-southeast-2", 5),
+])
+def test_the_default_rate_is_the_regions_default_quota(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake: FakeRekognition, region: str, tps: float
+) -> None:
+    use_fake_aws(monkeypatch, tmp_path, rekognition=fake.endpoint_url)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", region)
+
+    with create(Settings(analyzer="rekognition")) as analyzer:
+        assert analyzer.images_per_second == tps
+    with create(Settings(analyzer="rekognition", rekognition_tps=7)) as analyzer:
+        assert analyzer.images_per_second == 7  # an explicit IMGBOT_REKOGNITION_TPS wins
 
 
 @pytest.mark.parametrize(("variables", "region"), [

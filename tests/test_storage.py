@@ -223,7 +223,6 @@ def test_a_store_without_server_side_encryption_names_the_setting(aws: str, sett
     client = make_client("s3", settings)
     storage = S3Storage("imgbot-stubbed", "", client)
     with Stubber(client) as stub:  # what S3-compatible stores without a KMS answer
-        stub.add_client_error("head_object", service_error_code="404", http_status_code=404)
         stub.add_client_error("put_object", service_error_code="NotImplemented", http_status_code=501,
                               service_message="Server side encryption specified but KMS is not configured")
         with pytest.raises(StorageError) as caught:

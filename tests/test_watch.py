@@ -168,3 +168,15 @@ def test_the_watermark_only_moves_forward_in_s3_key_order(database_url: str) -> 
             assert work_queries.seen_sources(session, [Source.s3("s3://b/p/a.png")]) == set()
     finally:
         database.dispose()
+
+
+def test_an_image_found_in_s3_names_its_source_with_one_scheme(s3: Any, tmp_path: Path) -> None:
+    s3.put_object(Bucket="uploads", Key="incoming/banner.png", Body=make_image())
+    assert run("watch", "--once", "s3://uploads/incoming/")[0] == 0
+
+    code, out, _ = run("search", "--json")
+    shown = json.loads(out)
+
+    assert code == 0
+    assert [hit["source"] for hit in shown] == ["s3://uploads/incoming/banner.png"]
+    assert "s3:s3://" not in out

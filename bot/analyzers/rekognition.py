@@ -16,11 +16,12 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from bot.aws import AwsFailure, classify, error_code, make_client
+from bot.aws import AwsFailure, classify, classify_code, error_code, make_client
 from bot.core.types import (
     Analysis,
     BoundingBox,
@@ -50,6 +51,9 @@ DETECT_TEXT = "DetectText"
 DETECT_MODERATION_LABELS = "DetectModerationLabels"
 DETECT_FACES = "DetectFaces"
 
+#: Where ``call`` leaves the seconds a call waited for its turn (taken out again by ``analyze``).
+_PACED = "_imgbot_paced_seconds"
+
 _METHODS = {
     DETECT_LABELS: "detect_labels",
     DETECT_TEXT: "detect_text",
@@ -61,14 +65,35 @@ _METHODS = {
 _FACE_CORE_FIELDS = frozenset({"BoundingBox", "Confidence", "Landmarks"})
 
 
+#: Regions whose default quota is 50 calls per second per API (DetectLabels, DetectText,
+#: DetectModerationLabels); the others start at 5. Service Quotas shows an account's own values
+#: (quota codes L-E29B542B, L-87CF5BA6, L-7F4D1AC4).
+HIGH_QUOTA_REGIONS = frozenset({"us-east-1", "us-west-2", "eu-west-1"})
+HIGH_QUOTA_TPS = 50.0
+OTHER_REGIONS_TPS = 5.0
+
+
+def default_tps(region: str | None) -> float:
+    """Rekognition's default per-API quota in ``region`` (the lower one when the region is unknown)."""
+    return HIGH_QUOTA_TPS if region in HIGH_QUOTA_REGIONS else OTHER_REGIONS_TPS
+
+
 def create(settings: Settings) -> RekognitionAnalyzer:
-    """Entry point of ``imgbot.analyzers``: the analyser ``IMGBOT_ANALYZER=rekognition`` names."""
+    """Entry point of ``imgbot.analyzers``: the analyser ``IMGBOT_ANALYZER=rekognition`` names.
+
+    Standard retries, not adaptive: the pacing here is per API and learns of throttles
+    itself (see ``bot.ratelimit``)."""
+    client = make_client("rekognition", settings, retry_mode="standard")
+    region = client.meta.region_name
+    tps = settings.rekognition_tps or default_tps(region)
+    logger.info("rekognition region=%s tps=%g per API (%s)", region, tps,
+                "IMGBOT_REKOGNITION_TPS" if settings.rekognition_tps else "the region's default quota")
     return RekognitionAnalyzer(
-        make_client("rekognition", settings),
+        client,
         faces=settings.faces,
         store_min_confidence=settings.store_min_confidence,
-        tps=settings.rekognition_tps,
-        max_workers=max(4, settings.concurrency * 4),
+        tps=tps,
+        max_workers=settings.max_in_flight * 4,
     )
 
 
@@ -92,6 +117,15 @@ class RekognitionAnalyzer:
         self.store_min_confidence = float(store_min_confidence)
         self.limiter = limiter if limiter is not None else RateLimiter.shared("rekognition", tps)
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="imgbot-rekognition")
+        # Every attempt is paced, botocore's retries included, and every throttle slows its API down.
+        events = client.meta.events
+        events.register("before-send.rekognition", self._pace, unique_id=f"imgbot-pace-{id(self)}")
+        events.register("needs-retry.rekognition", self._notice_throttle, unique_id=f"imgbot-throttle-{id(self)}")
+
+    @property
+    def images_per_second(self) -> float:
+        """Each image makes one call of each API, so the quota per API is the quota in images."""
+        return self.limiter.rate
 
     def close(self) -> None:
         """Stop the call pool (idempotent); pending calls finish first."""
@@ -136,7 +170,7 @@ class RekognitionAnalyzer:
         When Rekognition cannot read the ``S3Object`` (a bucket in another region, a
         Rekognition endpoint that does not share the S3 one), ``fallback_bytes`` are sent
         instead, once: the analysis copy is always within the 5 MB that ``Bytes`` allows."""
-        waited = self.limiter.acquire(operation)
+        self.limiter.take_waited()
         started = time.monotonic()
         try:
             response: dict[str, Any] = getattr(self.client, _METHODS[operation])(**kwargs)
@@ -149,8 +183,25 @@ class RekognitionAnalyzer:
             raise translate_error(operation, exc) from exc
         except BotoCoreError as exc:
             raise translate_error(operation, exc) from exc
+        waited = self.limiter.take_waited()
         logger.debug("rekognition op=%s secs=%.3f paced=%.3f", operation, time.monotonic() - started, waited)
-        return {k: v for k, v in response.items() if k != "ResponseMetadata"}
+        answer = {k: v for k, v in response.items() if k != "ResponseMetadata"}
+        answer[_PACED] = waited
+        return answer
+
+    def _pace(self, event_name: str = "", **_: Any) -> None:
+        """botocore's ``before-send``: wait for this API's turn (every attempt, retries included)."""
+        self.limiter.acquire(event_name.rsplit(".", 1)[-1])
+
+    def _notice_throttle(self, event_name: str = "", response: Any = None, **_: Any) -> None:
+        """botocore's ``needs-retry``: a throttled answer slows its API down. Decides nothing itself."""
+        if response is None:
+            return
+        code = str((response[1] or {}).get("Error", {}).get("Code", ""))
+        if classify_code(code) == "throttled":
+            operation = event_name.rsplit(".", 1)[-1]
+            logger.info("rekognition op=%s throttled (%s); slowing down", operation, code)
+            self.limiter.throttled(operation)
 
     # -- the Analyzer interface -------------------------------------------------------------
 
@@ -161,16 +212,19 @@ class RekognitionAnalyzer:
         }
         responses: dict[str, dict[str, Any]] = {}
         errors: list[AnalyzerError] = []
+        paced = 0.0
         for operation, future in futures.items():  # wait for all, so no call outlives the image
             try:
                 responses[operation] = future.result()
             except AnalyzerError as exc:
                 errors.append(exc)
+            else:
+                paced = max(paced, responses[operation].pop(_PACED, 0.0))  # the calls run side by side
         if errors:
             # A permanent failure wins: retrying the image cannot help if one call can never succeed.
             permanent = [e for e in errors if not e.retryable]
             raise (permanent or errors)[0]
-        return to_analysis(responses, faces_requested=self.faces)
+        return replace(to_analysis(responses, faces_requested=self.faces), paced_seconds=paced)
 
 
 def s3_location(stored: StoredObject | None) -> tuple[str, str] | None:

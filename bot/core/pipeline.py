@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from bot.config import Settings
+from bot.core.flow import FlowControl
 from bot.core.intake import prepare_image, sha256_of
 from bot.core.ports import Analyzer, Storage
 from bot.core.types import Analysis, IngestResult, PreparedImage, Source
@@ -39,12 +40,15 @@ DATABASE_DOWN = "The database was unavailable; the image will be finished by the
 
 class Pipeline:
     def __init__(
-        self, *, database: Database, storage: Storage, analyzer_factory: Callable[[], Analyzer], settings: Settings
+        self, *, database: Database, storage: Storage, analyzer_factory: Callable[[], Analyzer], settings: Settings,
+        flow: FlowControl | None = None,
     ) -> None:
         self.database = database
         self.storage = storage
         self._analyzer_factory = analyzer_factory
         self.settings = settings
+        self.flow = flow if flow is not None else FlowControl(
+            rate=None, cap=settings.max_in_flight, budget_bytes=settings.max_inflight_bytes)
         self._owner = queries.lease_owner()
         self._sha_locks: dict[str, threading.Lock] = {}
         self._sha_locks_guard = threading.Lock()
@@ -60,7 +64,8 @@ class Pipeline:
             with self._lock_for(sha256):
                 return self._ingest_locked(data, sha256, source, started)
 
-        result = replace(_with_database_retries(attempt, f"sha256={sha256[:12]}"), source_name=source.name)
+        with self.flow.admit(len(data)):
+            result = replace(_with_database_retries(attempt, f"sha256={sha256[:12]}"), source_name=source.name)
         self._log(result, source)
         return result
 
@@ -133,6 +138,7 @@ class Pipeline:
         with self.database.transaction() as session:
             queries.save_analysis(session, image_id, analysis, started_at=run_started, seconds=seconds, now=_now(),
                                   store_min_confidence=self.settings.store_min_confidence)
+        self.flow.observe_admitted(analysis.paced_seconds)
         return self._done(image_id, prepared.sha256, analysis, started, sighting_id)
 
     def _fail(
@@ -185,16 +191,29 @@ class Pipeline:
     def ingest_many(
         self, items: Iterable[Item], on_result: Callable[[IngestResult], None] | None = None
     ) -> list[IngestResult]:
-        """Ingest on a bounded pool (``IMGBOT_CONCURRENCY``); files are read lazily, one bad file fails alone."""
+        """Ingest as many at once as ``self.flow`` admits; files are read once admitted, one bad file fails alone."""
         results: list[IngestResult] = []
-        with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="imgbot-ingest") as pool:
-            for result in _bounded_map(pool, self._ingest_item, items, self.settings.concurrency * 2):
+        cap = self.flow.cap
+        with ThreadPoolExecutor(max_workers=cap, thread_name_prefix="imgbot-ingest") as pool:
+            for result in _bounded_map(pool, self._ingest_item, items, cap):
                 results.append(result)
                 if on_result is not None:
                     on_result(result)
         return results
 
     def _ingest_item(self, item: Item) -> IngestResult:
+        payload, _ = item
+        if isinstance(payload, Path):
+            try:
+                size = payload.stat().st_size
+            except OSError:
+                size = 0  # reading it will fail below, with the reason
+        else:
+            size = len(payload)
+        with self.flow.admit(size):
+            return self._ingest_admitted(item)
+
+    def _ingest_admitted(self, item: Item) -> IngestResult:
         payload, source = item
         if isinstance(payload, Path):
             try:
@@ -225,7 +244,7 @@ class Pipeline:
 
         pending = _with_database_retries(unfinished, "finish_pending")
         results: list[IngestResult] = []
-        with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="imgbot-resume") as pool:
+        with ThreadPoolExecutor(max_workers=self.flow.cap, thread_name_prefix="imgbot-resume") as pool:
             for result in pool.map(self._resume_retrying, pending):
                 results.append(result)
                 if on_result is not None:
@@ -238,11 +257,15 @@ class Pipeline:
 
         with self.database.transaction() as session:
             item = work_queries.pending_image(session, image_id)
-        return None if item is None else self._resume(item)
+        if item is None:
+            return None
+        with self.flow.admit():
+            return self._resume(item)
 
     def _resume_retrying(self, item: queries.PendingImage) -> IngestResult:
         try:
-            return _with_database_retries(lambda: self._resume(item), f"image={item.image_id}")
+            with self.flow.admit():
+                return _with_database_retries(lambda: self._resume(item), f"image={item.image_id}")
         except Exception as err:  # the database stayed away: left pending for the next run
             if not is_transient(err):
                 raise

@@ -28,7 +28,9 @@ class Storage(Protocol):
 class Analyzer(Protocol):
     """Turns a prepared image into an ``Analysis``; raises ``AnalyzerError`` on failure.
 
-    Called from several threads at once: implementations must be thread-safe.
+    Called from several threads at once: implementations must be thread-safe. An analyser
+    bound by a service's rate (rather than by this machine's CPU) says so with an attribute
+    ``images_per_second``; the pipeline then keeps enough images in flight to reach it.
     """
 
     name: str

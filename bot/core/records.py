@@ -32,9 +32,11 @@ class SightingRecord:
 
     @property
     def source(self) -> str:
-        """``slack:C0123``, ``file:cat.jpg`` or ``s3:s3://…``."""
+        """``slack:C0123``, ``file:cat.jpg`` or ``s3://bucket/key`` (its own scheme, not ``s3:`` again)."""
         if self.source_kind == "slack":
             return f"slack:{self.channel_id}"
+        if self.source_kind == "s3" and self.name.startswith("s3://"):
+            return self.name
         return f"{self.source_kind}:{self.name}"
 
 

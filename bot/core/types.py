@@ -103,6 +103,8 @@ class Analysis:
     faces: tuple[Face, ...] = ()
     faces_requested: bool = False
     raw: dict[str, Any] = field(default_factory=dict)
+    #: Seconds this analysis waited for the provider's rate limit (not stored: it sizes the work in flight).
+    paced_seconds: float = 0.0
 
     @property
     def lines(self) -> tuple[TextDetection, ...]:
@@ -214,9 +216,11 @@ class Source:
 
     @property
     def label(self) -> str:
-        """Short form for logs: ``slack:C0123``, ``file:cat.jpg``."""
+        """Short form for logs: ``slack:C0123``, ``file:cat.jpg``, ``s3://bucket/key``."""
         if self.kind == "slack":
             return f"slack:{self.channel_id}"
+        if self.kind == "s3" and self.name.startswith("s3://"):
+            return self.name
         return f"{self.kind}:{self.name}"
 
 

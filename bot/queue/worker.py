@@ -6,6 +6,10 @@
         is not handed to a second worker; a killed worker stops extending, and the job
         comes back to another one when its visibility expires
     idle work (``finish_pending``) every ``idle_interval`` seconds on its own thread
+    stopping (SIGTERM): the poll in progress ends (polls are short: ``wait_seconds``), running
+        jobs get ``stop_grace`` seconds to finish, and the rest are handed back (visibility 0) to
+        another worker: a stop takes a couple of seconds. A 20 s long poll would hold a stop up
+        for as long, and abandoning one is worse: SQS may still hand it the jobs just given back.
 
 A handler returns ``"done"`` (the work is finished, or was already: the job is deleted),
 ``"retry"`` (it may succeed later) or ``"busy"`` (another live process holds the work).
@@ -20,11 +24,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Literal
 
 from bot.errors import ImgbotError
+from bot.executor import QueueExecutor
 from bot.queue import JobQueue, MalformedJob, ReceivedJob, Task, parse_job
 
 log = logging.getLogger("imgbot.queue")
@@ -49,17 +54,22 @@ class WorkerOptions:
 
     retry_delays: Sequence[int] = (30, 120, 300, 600)
     busy_delay: int = 30
-    wait_seconds: int = 20
+    wait_seconds: int = 2  # short polls: a stop waits for the one in progress (an idle poll costs $0.40/M)
     idle_interval: float = 60.0
     receive_error_delay: float = 5.0
+    stop_grace: float = 1.0
 
 
 class QueueWorker:
     def __init__(self, queue: JobQueue, handlers: Mapping[str, Handler], *, concurrency: int = 8,
-                 options: WorkerOptions | None = None, idle: Callable[[], object] | None = None) -> None:
+                 options: WorkerOptions | None = None, idle: Callable[[], object] | None = None,
+                 room: Callable[[], int] | None = None) -> None:
         self.queue = queue
         self.handlers = {"ignore": _ignore, **handlers}
         self.concurrency = max(1, concurrency)
+        # How many more jobs the pipeline would start now: jobs are not taken from the queue (and kept
+        # from other workers) only to wait here for a slot.
+        self.room = room
         self.options = options or WorkerOptions()
         self.idle = idle
         self.stats = WorkerStats()
@@ -74,45 +84,64 @@ class QueueWorker:
         heartbeat.start()
         idle_thread: threading.Thread | None = None
         next_idle = time.monotonic() + self.options.idle_interval
-        futures: set[Future[None]] = set()
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="imgbot-job") as pool:
-            try:
-                while not stop.is_set():
-                    if self.idle is not None and time.monotonic() >= next_idle and not (
-                            idle_thread and idle_thread.is_alive()):
-                        idle_thread = threading.Thread(target=self._run_idle, name="imgbot-idle", daemon=True)
-                        idle_thread.start()
-                        next_idle = time.monotonic() + self.options.idle_interval
-                    free = self.concurrency - len(futures)
-                    if free <= 0:
-                        _, futures = _wait_some(futures, timeout=1.0)
-                        continue
-                    wait_seconds = 1 if once else self.options.wait_seconds
-                    try:
-                        jobs = self.queue.receive(max_jobs=min(10, free), wait_seconds=wait_seconds)
-                    except ImgbotError as err:
-                        log.warning("receiving from the queue failed: %s", err.detail)
-                        stop.wait(self.options.receive_error_delay)
-                        continue
-                    if not jobs:
-                        if once and not futures:
-                            break
-                        if futures:
-                            _, futures = _wait_some(futures, timeout=0.0)
-                        continue
-                    for job in jobs:
-                        with self._lock:
-                            self._inflight[job.id] = job
-                            self.stats.received += 1
-                        futures.add(pool.submit(self._handle, job))
-            finally:
-                for future in futures:
-                    future.result()
-                stop.set()
+        futures: dict[Future[None], ReceivedJob] = {}
+        # Daemon threads: a job still running when the process stops does not hold the exit up.
+        pool = QueueExecutor(max_workers=self.concurrency, thread_name_prefix="imgbot-job")
+        try:
+            while not stop.is_set():
+                if self.idle is not None and time.monotonic() >= next_idle and not (
+                        idle_thread and idle_thread.is_alive()):
+                    idle_thread = threading.Thread(target=self._run_idle, name="imgbot-idle", daemon=True)
+                    idle_thread.start()
+                    next_idle = time.monotonic() + self.options.idle_interval
+                free = self.concurrency - len(futures)
+                if self.room is not None and futures:
+                    free = min(free, self.room())
+                if free <= 0:
+                    _wait_some(futures, timeout=0.5)
+                    continue
+                wait_seconds = 1 if once else self.options.wait_seconds
+                try:
+                    jobs = self.queue.receive(max_jobs=min(10, free), wait_seconds=wait_seconds)
+                except ImgbotError as err:
+                    log.warning("receiving from the queue failed: %s", err.detail)
+                    stop.wait(self.options.receive_error_delay)
+                    continue
+                if not jobs:
+                    if once and not futures and not stop.is_set():
+                        break
+                    _wait_some(futures, timeout=0.0)
+                    continue
+                for job in jobs:
+                    with self._lock:
+                        self._inflight[job.id] = job
+                        self.stats.received += 1
+                    futures[pool.submit(self._handle, job)] = job
+        finally:
+            stop.set()
+            self._finish_or_hand_back(futures)
+            pool.shutdown(wait=False)
         heartbeat.join(timeout=5)
-        if idle_thread is not None:
-            idle_thread.join()
+        if idle_thread is not None:  # finished, unless stopping: then it must not hold the stop up
+            idle_thread.join(timeout=None if once else self.options.stop_grace)
         return self.stats
+
+    def _finish_or_hand_back(self, futures: dict[Future[None], ReceivedJob]) -> None:
+        """Give running jobs ``stop_grace`` seconds; hand the others back to the queue for another worker."""
+        if not futures:
+            return
+        done, running = wait(futures, timeout=self.options.stop_grace)
+        for future in done:
+            future.result()  # _handle catches everything; this only surfaces bugs
+        for future in running:
+            job = futures[future]
+            try:
+                self.queue.extend(job, 0)
+            except ImgbotError as err:
+                log.warning("job=%s not handed back (%s); it returns after its visibility timeout", job.id,
+                            err.detail)
+            else:
+                log.info("job=%s handed back to the queue: still running when the worker stopped", job.id)
 
     # -- one job ------------------------------------------------------------------------------
 
@@ -198,10 +227,11 @@ def _combine(outcomes: list[Outcome]) -> Outcome:
     return "done"
 
 
-def _wait_some(futures: set[Future[None]], timeout: float) -> tuple[set[Future[None]], set[Future[None]]]:
+def _wait_some(futures: dict[Future[None], ReceivedJob], timeout: float) -> None:
+    """Wait up to ``timeout`` for a job to end; ended jobs leave ``futures``."""
     if not futures:
-        return set(), set()
-    done, pending = wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
+        return
+    done, _ = wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
     for future in done:
+        del futures[future]
         future.result()  # _handle catches everything; this only surfaces bugs
-    return done, pending

@@ -40,10 +40,10 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot.config import Settings
 from bot.errors import ConfigError
+from bot.executor import QueueExecutor
 from bot.queue import JobQueue
 from bot.slack import listeners
 from bot.slack.edge import EdgeProcess
-from bot.slack.executor import QueueExecutor
 from bot.slack.inbox import STORED_HEADER, Inbox, InboxReplay, event_id_of
 from bot.slack.jobs import JobOptions, SlackJobs
 from bot.slack.memberships import MembershipCache
@@ -129,7 +129,7 @@ def build_bot(settings: Settings, core: Core, *, job_options: JobOptions | None 
         request_verification_enabled=True,
         token_verification_enabled=token_verification,
         logger=logging.getLogger("imgbot.slack.bolt"),
-        listener_executor=QueueExecutor(max_workers=max(8, settings.concurrency),
+        listener_executor=QueueExecutor(max_workers=max(8, settings.concurrency or 8),
                                         thread_name_prefix="imgbot-listener"),
     )
     jobs = SlackJobs(core=core, client=client, settings=settings, options=job_options or JobOptions(), queue=queue)

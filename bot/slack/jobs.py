@@ -42,10 +42,10 @@ from bot.core.annotate import Annotated, annotate, has_findings
 from bot.core.records import ImageRecord
 from bot.core.types import IngestResult, Source
 from bot.errors import ImgbotError, NotFound
+from bot.executor import QueueExecutor
 from bot.queue import JobQueue, slack_message_job
 from bot.slack import blocks, messages
 from bot.slack.download import Downloader
-from bot.slack.executor import QueueExecutor
 from bot.wiring import Core
 from db import slack_queries
 from db.queries import lease_owner
@@ -190,7 +190,7 @@ class SlackJobs:
         if self.downloader is None:
             self.downloader = Downloader(token=self.settings.slack_bot_token, api_url=self.settings.slack_api_url,
                                          max_bytes=self.settings.max_bytes)
-        self._pool = QueueExecutor(max_workers=self.settings.concurrency, thread_name_prefix="imgbot-slack")
+        self._pool = QueueExecutor(max_workers=self.settings.max_in_flight, thread_name_prefix="imgbot-slack")
         self._light = QueueExecutor(max_workers=2, thread_name_prefix="imgbot-slack-light")
         self._scheduler: Scheduler | None = None
         self._lock = threading.Lock()
@@ -604,18 +604,18 @@ class SlackJobs:
 
         url = str(file.get("url_private_download") or file.get("url_private"))
         assert self.downloader is not None
-        try:
-            data = self.downloader.fetch(url, name=name)
-        except ImgbotError as err:
-            log.warning("file %s in %s not downloaded: %s", file_id, work.channel_id, err.detail)
-            return _FileResult(ImageOutcome(name, file_id, error=err.user_message), retry=err.retryable)
-
         source = Source.slack(
             team_id=work.team_id, channel_id=work.channel_id, user_id=work.user_id or file.get("user"),
             file_id=file_id, message_ts=work.message_ts, name=name, thread_ts=work.thread_ts,
             permalink=permalink or file.get("permalink"), channel_name=channel_name,
         )
-        result = self.core.ingest(data, source)
+        with self.core.flow.admit(_int(file.get("size"))):  # before the download: its bytes count from the start
+            try:
+                data = self.downloader.fetch(url, name=name)
+            except ImgbotError as err:
+                log.warning("file %s in %s not downloaded: %s", file_id, work.channel_id, err.detail)
+                return _FileResult(ImageOutcome(name, file_id, error=err.user_message), retry=err.retryable)
+            result = self.core.ingest(data, source)
         record = self._record_for(result)
         if record is None or (record.status == "failed" and result.retryable):
             error = (record.failure_reason if record else None) or messages.analysis_failed_generic()
@@ -796,3 +796,12 @@ def _describe(err: BaseException) -> str:
 
 def _aware(when: datetime) -> datetime:
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _int(value: object) -> int:
+    """A Slack number that may be missing or a string (``size``)."""
+    try:
+        number = int(str(value))
+    except (TypeError, ValueError):
+        return 0
+    return max(0, number)

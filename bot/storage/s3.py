@@ -1,7 +1,10 @@
 """Originals kept in an S3 bucket, always server-side encrypted.
 
 Keys are content-addressed (``ab/abcdef….jpg``), so an object that already exists
-holds the same bytes: ``put`` checks first and uploads each image once. botocore
+holds the same bytes, and a second put only writes them again. ``put`` asks S3 nothing
+first: the database already dedupes images, so a HEAD before every upload would be one
+more round trip (and more CPU than the upload itself) for an answer that is almost always
+"not there"; keys this process stored recently are remembered and not sent again. botocore
 errors are translated here into ``NotFound`` / ``StorageError`` with a message a
 person can act on; the log gets the error code and S3's message, never the request,
 its signature or a presigned URL.
@@ -10,6 +13,8 @@ its signature or a presigned URL.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -51,6 +56,7 @@ class S3Storage:
         self.client = client
         self.sse = sse
         self.kms_key_id = kms_key_id or None
+        self._stored = _RecentKeys()
 
     def __repr__(self) -> str:
         return f"S3Storage(s3://{self.bucket}/{self.prefix})"
@@ -66,7 +72,7 @@ class S3Storage:
     def put(self, key: str, data: bytes, content_type: str) -> StoredObject:
         object_key = self.object_key(key)
         stored = StoredObject(uri=f"s3://{self.bucket}/{object_key}", key=key, bucket=self.bucket)
-        if self._exists(object_key):
+        if object_key in self._stored:
             logger.debug("already stored bucket=%s key=%s", self.bucket, object_key)
             return stored
         extra: dict[str, str] = {"ServerSideEncryption": self.sse}
@@ -79,6 +85,7 @@ class S3Storage:
         except (ClientError, BotoCoreError) as exc:
             raise self._error("write to", object_key, exc) from exc
         logger.debug("stored bucket=%s key=%s bytes=%d sse=%s", self.bucket, object_key, len(data), self.sse)
+        self._stored.add(object_key)
         return stored
 
     def get(self, key: str) -> bytes:
@@ -92,6 +99,7 @@ class S3Storage:
 
     def delete(self, key: str) -> None:
         object_key = self.object_key(key)
+        self._stored.discard(object_key)
         try:
             self.client.delete_object(Bucket=self.bucket, Key=object_key)
         except (ClientError, BotoCoreError) as exc:
@@ -99,22 +107,6 @@ class S3Storage:
             if failure.kind == "not_found" and failure.code != "NoSuchBucket":
                 return
             raise self._error("delete from", object_key, exc) from exc
-
-    def _exists(self, object_key: str) -> bool:
-        """Whether the object is already there. A 403 means "cannot tell": let the put decide.
-
-        HEAD needs s3:GetObject, which a write-only policy may not grant.
-        """
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=object_key)
-        except ClientError as exc:
-            failure = classify(exc)
-            if failure.kind == "not_found" or failure.code in ("403", "AccessDenied", "Forbidden"):
-                return False
-            raise self._error("write to", object_key, exc) from exc
-        except BotoCoreError as exc:
-            raise self._error("write to", object_key, exc) from exc
-        return True
 
     def _error(self, action: str, object_key: str, exc: BaseException) -> StorageError | NotFound:
         failure = classify(exc)
@@ -150,3 +142,27 @@ class S3Storage:
         if failure.kind == "rejected":
             return f"S3 refused to {action.split()[0]} the image in the bucket '{self.bucket}' ({code})."
         return f"imgbot could not {action} the S3 bucket '{self.bucket}' ({code})."
+
+
+class _RecentKeys:
+    """The keys stored lately, oldest forgotten first: bounded memory for a long-running process."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._keys: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._keys
+
+    def add(self, key: str) -> None:
+        with self._lock:
+            self._keys[key] = None
+            self._keys.move_to_end(key)
+            while len(self._keys) > self._size:
+                self._keys.popitem(last=False)
+
+    def discard(self, key: str) -> None:
+        with self._lock:
+            self._keys.pop(key, None)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
-log = logging.getLogger("imgbot.slack.executor")
+log = logging.getLogger("imgbot.executor")
 
 T = TypeVar("T")
 _STOP = object()
