@@ -6,7 +6,7 @@ at a time: DetectLabels, DetectText, DetectModerationLabels one after another,
 then a 0.1 s pause. imgbot runs the three calls concurrently per image and
 several images at once, storing originals and results as it goes.
 
-    python bench/batch.py [--images 200] [--latency 0.1] [--concurrency 16]
+    python bench/batch.py [--images 200] [--latency 0.1] [--concurrency N (default: automatic, as shipped)]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from bot.wiring import build_core  # noqa: E402
 from tests.fakes.rekognition import FakeRekognition  # noqa: E402
 
 
-def imgbot(images: list[bytes], endpoint: str, concurrency: int, workdir: str) -> tuple[float, int]:
+def imgbot(images: list[bytes], endpoint: str, concurrency: int | None, workdir: str) -> tuple[float, int]:
     os.environ["AWS_ENDPOINT_URL_REKOGNITION"] = endpoint
     settings = Settings(
         database_url=f"sqlite:///{workdir}/bench.db", storage_url=f"file://{workdir}/originals",
@@ -48,7 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--latency", type=float, default=0.1)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--concurrency", type=int, default=None)
     args = parser.parse_args()
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
@@ -62,7 +62,7 @@ def main() -> None:
         slow = recipe(images, fake.endpoint_url)
 
     print(f"images: {args.images}, fake Rekognition latency: {args.latency * 1000:.0f} ms per call")
-    print(f"imgbot (concurrency {args.concurrency}): {fast:.1f} images/s, {failed} failed, {calls} API calls")
+    print(f"imgbot (concurrency {args.concurrency or 'automatic'}): {fast:.1f} images/s, {failed} failed, {calls} API calls")
     print(f"recipe (sequential, 0.1 s pause):  {slow:.2f} images/s")
     print(f"speed-up: {fast / slow:.1f}x (target >= 10x)")
 
