@@ -62,7 +62,8 @@ def main() -> None:
         slow = recipe(images, fake.endpoint_url)
 
     print(f"images: {args.images}, fake Rekognition latency: {args.latency * 1000:.0f} ms per call")
-    print(f"imgbot (concurrency {args.concurrency or 'automatic'}): {fast:.1f} images/s, {failed} failed, {calls} API calls")
+    print(f"imgbot (concurrency {args.concurrency or 'automatic'}): {fast:.1f} images/s, {failed} failed, "
+          f"{calls} API calls")
     print(f"recipe (sequential, 0.1 s pause):  {slow:.2f} images/s")
     print(f"speed-up: {fast / slow:.1f}x (target >= 10x)")
 
