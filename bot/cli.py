@@ -259,7 +259,7 @@ def report(query: tuple[str, ...], fmt: str, output: Path | None, title: str) ->
     settings = _load_settings()
     _setup_logging(settings)
     core = _core(settings)
-    data = core.report(" ".join(query), title=title)
+    data = core.report(" ".join(query), title=title, full_records=fmt == "json")
     rendered = core.render_report(data, fmt)
     if output:
         output.write_text(rendered, encoding="utf-8")
@@ -347,7 +347,7 @@ def demo(output: Path, progress: bool | None) -> None:
             name = Path(hit.sighting.name).name if hit.sighting else "?"
             snippet = f"  “{hit.snippet}”" if hit.snippet else ""
             click.echo(f"  #{hit.image.id} {name}: {labels or '(no labels)'}{snippet}")
-    data = core.report("", title="imgbot demo report")
+    data = core.report("", title="imgbot demo report", full_records=False)
     output.write_text(core.render_report(data, "md"), encoding="utf-8")
     click.echo(f"\nReport written to {output} ({len(data.images)} images). Try: imgbot search cat, imgbot show 1")
     core.database.dispose()

@@ -150,9 +150,11 @@ class Core:
             )
 
     def report(
-        self, query: str = "", *, channels: Collection[str] | None = None, title: str | None = None
+        self, query: str = "", *, channels: Collection[str] | None = None, title: str | None = None,
+        full_records: bool = True,
     ) -> ReportData:
-        """Summaries over every image (done or failed) the query matches."""
+        """Summaries over every image (done or failed) the query matches. ``full_records=False`` loads
+        only what a Markdown or CSV report shows (a JSON report needs the full records)."""
         from bot.core.search import parse_query
         from db.search import report_data
 
@@ -162,7 +164,7 @@ class Core:
                 session, parsed, query_text=query, channels=channels, title=title or "imgbot report",
                 label_min_confidence=self.settings.label_min_confidence,
                 moderation_min_confidence=self.settings.moderation_min_confidence,
-                now=_now(),
+                now=_now(), full_records=full_records,
             )
 
     def render_report(self, data: ReportData, fmt: str = "md") -> str:

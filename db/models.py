@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -92,6 +93,9 @@ class Sighting(Base):
         Index("ix_sightings_user_id_image_id", "user_id", "image_id"),
         Index("ix_sightings_file_id", "file_id"),
         Index("ix_sightings_seen_at_image_id", "seen_at", "image_id"),
+        # Live posts by channel, image id included: which images a channel holds, from the index alone.
+        Index("ix_sightings_live_channel_id_image_id", "channel_id", "image_id",
+              sqlite_where=text("deleted_at IS NULL"), postgresql_where=text("deleted_at IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -202,6 +206,29 @@ class SearchDocument(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
     labels: Mapped[str] = mapped_column(Text, default="")
     text: Mapped[str] = mapped_column(Text, default="")
+
+
+class ChannelStat(Base):
+    """Images with a live post in a channel, by status, text and moderation floor (see db/channel_stats.py)."""
+
+    __tablename__ = "channel_stats"
+
+    channel_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    has_text: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    moderation_floor: Mapped[int] = mapped_column(Integer, primary_key=True)
+    images: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ChannelLabelStat(Base):
+    """Images with a live post in a channel, by label name and the floor of its confidence."""
+
+    __tablename__ = "channel_label_stats"
+
+    channel_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    confidence_floor: Mapped[int] = mapped_column(Integer, primary_key=True)
+    images: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class ModerationDecision(Base):

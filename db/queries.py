@@ -33,7 +33,7 @@ from bot.core.types import (
     Source,
     TextDetection,
 )
-from db import models
+from db import channel_stats, models
 
 LEASE = timedelta(minutes=10)
 
@@ -126,6 +126,10 @@ def record_sighting(session: Session, image_id: int, source: Source, now: dateti
         "message_ts": source.message_ts, "thread_ts": source.thread_ts, "permalink": source.permalink,
         "seen_at": _seen_at(source, now),
     }
+    was_member = True
+    if source.channel_id:
+        channel_stats.lock_image(session, image_id)
+        was_member = channel_stats.is_member(session, image_id, source.channel_id)
     session.execute(
         _insert(session, models.Sighting).values(**values).on_conflict_do_nothing(
             index_elements=["image_id", "source_key"]
@@ -138,6 +142,8 @@ def record_sighting(session: Session, image_id: int, source: Source, now: dateti
     ).one()
     if source.permalink and not sighting.permalink:
         session.execute(update(SIGHTINGS).where(sightings.id == sighting.id).values(permalink=source.permalink))
+    if source.channel_id and not was_member and sighting.deleted_at is None:
+        channel_stats.joined(session, image_id, source.channel_id)
     if sighting.deleted_at is None:
         # Only ever moves forward, so two workers recording the same image cannot undo each other.
         session.execute(
@@ -188,12 +194,13 @@ def mark_failed(
     session: Session, image_id: int, reason: str, *, retryable: bool, now: datetime,
     provider: str | None = None, seconds: float = 0.0,
 ) -> None:
-    session.execute(
-        update(IMAGES)
-        .where(IMAGES.c.id == image_id)
-        .values(status="failed", failure_reason=reason, failure_retryable=retryable, lease_owner=None,
-                lease_expires_at=None, updated_at=now)
-    )
+    with channel_stats.restate(session, image_id):
+        session.execute(
+            update(IMAGES)
+            .where(IMAGES.c.id == image_id)
+            .values(status="failed", failure_reason=reason, failure_retryable=retryable, lease_owner=None,
+                    lease_expires_at=None, updated_at=now)
+        )
     if provider:
         session.execute(insert(RUNS), [{"image_id": image_id, "provider": provider, "model_versions": {},
                                         "outcome": "failed", "error": reason, "started_at": now,
@@ -208,6 +215,15 @@ def save_analysis(
 
     Plain table statements with many rows each (no ORM objects): this runs once per image on
     the path that sets a batch's pace, and the ORM's unit of work costs more than the SQL."""
+    with channel_stats.restate(session, image_id):
+        _replace_results(session, image_id, analysis, started_at=started_at, seconds=seconds, now=now,
+                         store_min_confidence=store_min_confidence)
+
+
+def _replace_results(
+    session: Session, image_id: int, analysis: Analysis, *, started_at: datetime, seconds: float,
+    now: datetime, store_min_confidence: float,
+) -> None:
     for table in _RESULT_TABLES:
         session.execute(delete(table).where(table.c.image_id == image_id))
 
@@ -319,10 +335,16 @@ def delete_sightings(
         conditions.append(models.Sighting.message_ts == message_ts)
     if len(conditions) == 1:
         raise ValueError("delete_sightings needs file_id or channel_id and message_ts")
-    image_ids = sorted(set(session.execute(select(models.Sighting.image_id).where(*conditions)).scalars()))
+    pairs = set(session.execute(select(models.Sighting.image_id, models.Sighting.channel_id).where(*conditions)))
+    image_ids = sorted({image_id for image_id, _ in pairs})
     if not image_ids:
         return []
+    for image_id in image_ids:  # in id order: two deletions never wait on each other in a circle
+        channel_stats.lock_image(session, image_id)
     session.execute(update(models.Sighting).where(*conditions).values(deleted_at=now))
+    for image_id, channel in sorted(pairs, key=lambda pair: (pair[0], pair[1] or "")):
+        if channel and not channel_stats.is_member(session, image_id, channel):
+            channel_stats.left(session, image_id, channel)
     _refresh_last_seen(session, image_ids)
     live = set(session.execute(
         select(models.Sighting.image_id).where(

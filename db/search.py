@@ -107,6 +107,7 @@ from bot.core.search import (
     UserFilter,
     Word,
 )
+from db import channel_stats
 from db.bulk_records import load_records
 from db.models import IMAGE_STATUSES, Image, LabelTerm, ModerationLabel, SearchDocument, Sighting, TextDetection
 from db.models import Label as LabelRow
@@ -941,6 +942,7 @@ def report_data(
     label_min_confidence: float,
     moderation_min_confidence: float,
     now: datetime,
+    full_records: bool = True,
 ) -> ReportData:
     """Everything a report shows: done and failed images matching ``query`` (newest first,
     at most ``REPORT_MAX_IMAGES``), and over all of them the totals and the most common labels.
@@ -953,12 +955,22 @@ def report_data(
     statuses = ("done", "failed")
     every = _filters(query, ctx, statuses, visible_list=True)
 
-    totals = _report_totals(session, ctx, every)
+    kept = _kept_channel_totals(session, query, ctx)
+    if kept is not None:
+        totals = ReportTotals(images=kept.images, analysed=kept.analysed, failed=kept.failed,
+                              with_text=kept.with_text, flagged=kept.flagged)
+    else:
+        totals = _report_totals(session, ctx, every)
     rows = _rank(session, query, ctx, statuses, REPORT_MAX_IMAGES, total=totals.images,
                  matches=_match_ids(session, query, ctx, statuses), scored=False)
-    records = tuple(_visible_only(r, ctx) for r in load_records(session, [int(row.id) for row in rows]))
+    records = tuple(_visible_only(r, ctx) for r in load_records(session, [int(row.id) for row in rows],
+                                                                 narrow=not full_records))
     whole = query.is_empty and ctx.channels is None  # every image with a live post
-    top = _top_labels(session, None if whole else select(Image.id).where(*every), label_min_confidence)
+    if kept is not None:
+        ranked = sorted(kept.labels.items(), key=lambda item: (-item[1], item[0]))[:REPORT_TOP_LABELS]
+        top = tuple(LabelCount(name=name, images=images) for name, images in ranked)
+    else:
+        top = _top_labels(session, None if whole else select(Image.id).where(*every), label_min_confidence)
     note = None
     if totals.images > len(records):
         note = (f"Showing the newest {len(records):,} of {totals.images:,} matching images; "
@@ -968,6 +980,18 @@ def report_data(
         moderation_min_confidence=moderation_min_confidence, images=records, top_labels=top, note=note,
         totals=totals,
     )
+
+
+def _kept_channel_totals(session: Session, query: Query, ctx: _Context) -> channel_stats.ChannelTotals | None:
+    """A report over everything in some channels reads the counts kept per channel
+    (``db/channel_stats.py``) instead of counting every image; they keep whole-number
+    floors of confidences, so only whole-number thresholds can use them."""
+    if not query.is_empty or ctx.channels is None or not ctx.label_inclusive:
+        return None
+    if ctx.label_min != int(ctx.label_min) or ctx.moderation_min != int(ctx.moderation_min):
+        return None
+    return channel_stats.totals(session, ctx.channels, label_floor=int(ctx.label_min),
+                                moderation_floor=int(ctx.moderation_min))
 
 
 def _report_totals(session: Session, ctx: _Context, every: Sequence[ColumnElement[bool]]) -> ReportTotals:

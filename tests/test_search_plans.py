@@ -220,7 +220,7 @@ def test_a_slack_users_search_starts_from_their_channels_posts(collection, monke
 
     plan = plans(collection, "", channels=["C0PUBLIC", "C0DESIGN"])
 
-    assert "ix_sightings_channel_id_seen_at_image_id" in plan
+    assert "ix_sightings_channel_id_seen_at_image_id" in plan or "ix_sightings_live_channel_id_image_id" in plan
     assert "ix_images_status_last_seen_at" in plan
 
 
@@ -332,6 +332,15 @@ def test_records_read_in_bulk_equal_the_orm_ones(core, seed):
 
     with core.database.transaction() as session:
         assert load_records(session, [*reversed(ids), 999]) == queries.load_image_records(session, ids[::-1])
+
+
+def test_markdown_and_csv_reports_from_narrow_records_equal_those_from_full_ones(core, varied):
+    full = core.report("", channels=None)
+    narrow = core.report("", channels=None, full_records=False)
+
+    assert narrow.images and narrow.totals == full.totals
+    for fmt in ("md", "csv"):
+        assert core.render_report(narrow, fmt) == core.render_report(full, fmt)
 
 
 def test_report_totals_count_every_match_beyond_the_listed_ones(core, seed, monkeypatch):

@@ -232,7 +232,7 @@ def _report(core: Core, memberships: MembershipCache, client: WebClient, respond
     try:
         # Posted for the whole channel to read: never another private channel's images.
         channels = memberships.shareable_channels_for(client, user_id, channel_id, command.get("team_id"))
-        data = core.report(query, channels=channels, title="imgbot report")
+        data = core.report(query, channels=channels, title="imgbot report", full_records=fmt == "json")
         content = core.render_report(data, fmt)
     except ImgbotError as err:
         respond(response_type="ephemeral", text=err.user_message)
