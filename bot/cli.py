@@ -186,7 +186,7 @@ def _analyse_files(core: Any, files: list[Path], show_bar: bool) -> int:
     if bound:
         click.echo(f"rate: {analysed_rate:.1f} images/s analysed, of a bound of {bound:g} images/s "
                    f"({analysed_rate / bound:.0%}; the {core.analyzer.name} quota per API, IMGBOT_REKOGNITION_TPS); "
-                   f"{core.flow.target()} images in flight at the end, "
+                   f"up to {core.flow.target()} images in flight at the end, "
                    f"{core.flow.seconds_per_image:.2f} s each")
     for name, reason in failures:
         click.echo(f"failed: {name}: {reason}", err=True)

@@ -164,7 +164,7 @@ class Core:
                 session, parsed, query_text=query, channels=channels, title=title or "imgbot report",
                 label_min_confidence=self.settings.label_min_confidence,
                 moderation_min_confidence=self.settings.moderation_min_confidence,
-                now=_now(), full_records=full_records,
+                now=_now(), full_records=full_records, side_session=self.database.transaction,
             )
 
     def render_report(self, data: ReportData, fmt: str = "md") -> str:

@@ -51,7 +51,9 @@ import itertools
 import math
 import re
 import unicodedata
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -943,34 +945,42 @@ def report_data(
     moderation_min_confidence: float,
     now: datetime,
     full_records: bool = True,
+    side_session: Callable[[], AbstractContextManager[Session]] | None = None,
 ) -> ReportData:
     """Everything a report shows: done and failed images matching ``query`` (newest first,
     at most ``REPORT_MAX_IMAGES``), and over all of them the totals and the most common labels.
 
     The totals and top labels are aggregates over every match, each one statement that reads
-    the matches as lists (the caller's channels' posts, the label index…); the listed images
-    are found like a search page, in rounds from the newest."""
+    the matches as lists (the caller's channels' posts, the label index…), or the counts kept
+    per channel; the listed images are found like a search page, in rounds from the newest.
+    With ``side_session`` (a factory of a second session) the aggregates are counted on it, on
+    another thread, while this one lists the images: the database's work and Python's overlap."""
     _no_jit(session)
     ctx = _context(session, query, channels, label_min_confidence, moderation_min_confidence)
     statuses = ("done", "failed")
-    every = _filters(query, ctx, statuses, visible_list=True)
 
-    kept = _kept_channel_totals(session, query, ctx)
-    if kept is not None:
-        totals = ReportTotals(images=kept.images, analysed=kept.analysed, failed=kept.failed,
-                              with_text=kept.with_text, flagged=kept.flagged)
+    def aggregates(on: Session) -> tuple[ReportTotals, tuple[LabelCount, ...]]:
+        _no_jit(on)
+        return _report_aggregates(on, query, ctx, statuses, label_min_confidence)
+
+    def listed(total: int | None) -> tuple[ImageRecord, ...]:
+        rows = _rank(session, query, ctx, statuses, REPORT_MAX_IMAGES, total=total,
+                     matches=_match_ids(session, query, ctx, statuses), scored=False)
+        loaded = load_records(session, [int(row.id) for row in rows], narrow=not full_records)
+        return tuple(_visible_only(r, ctx) for r in loaded)
+
+    if side_session is None:
+        totals, top = aggregates(session)
+        records = listed(totals.images)
     else:
-        totals = _report_totals(session, ctx, every)
-    rows = _rank(session, query, ctx, statuses, REPORT_MAX_IMAGES, total=totals.images,
-                 matches=_match_ids(session, query, ctx, statuses), scored=False)
-    records = tuple(_visible_only(r, ctx) for r in load_records(session, [int(row.id) for row in rows],
-                                                                 narrow=not full_records))
-    whole = query.is_empty and ctx.channels is None  # every image with a live post
-    if kept is not None:
-        ranked = sorted(kept.labels.items(), key=lambda item: (-item[1], item[0]))[:REPORT_TOP_LABELS]
-        top = tuple(LabelCount(name=name, images=images) for name, images in ranked)
-    else:
-        top = _top_labels(session, None if whole else select(Image.id).where(*every), label_min_confidence)
+        def on_side() -> tuple[ReportTotals, tuple[LabelCount, ...]]:
+            with side_session() as other:
+                return aggregates(other)
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgbot-report") as pool:
+            counting = pool.submit(on_side)
+            records = listed(None)
+            totals, top = counting.result()
     note = None
     if totals.images > len(records):
         note = (f"Showing the newest {len(records):,} of {totals.images:,} matching images; "
@@ -980,6 +990,21 @@ def report_data(
         moderation_min_confidence=moderation_min_confidence, images=records, top_labels=top, note=note,
         totals=totals,
     )
+
+
+def _report_aggregates(session: Session, query: Query, ctx: _Context, statuses: Sequence[str],
+                       label_min_confidence: float) -> tuple[ReportTotals, tuple[LabelCount, ...]]:
+    """The totals and the top labels over every match."""
+    kept = _kept_channel_totals(session, query, ctx)
+    if kept is not None:
+        ranked = sorted(kept.labels.items(), key=lambda item: (-item[1], item[0]))[:REPORT_TOP_LABELS]
+        return (ReportTotals(images=kept.images, analysed=kept.analysed, failed=kept.failed,
+                             with_text=kept.with_text, flagged=kept.flagged),
+                tuple(LabelCount(name=name, images=images) for name, images in ranked))
+    every = _filters(query, ctx, statuses, visible_list=True)
+    whole = query.is_empty and ctx.channels is None  # every image with a live post
+    return (_report_totals(session, ctx, every),
+            _top_labels(session, None if whole else select(Image.id).where(*every), label_min_confidence))
 
 
 def _kept_channel_totals(session: Session, query: Query, ctx: _Context) -> channel_stats.ChannelTotals | None:
