@@ -26,16 +26,18 @@ __all__ = ["load_records"]
 BATCH = 5000  # ids per statement (SQLite allows 32,766 parameters)
 
 
-def load_records(session: Session, image_ids: Sequence[int], *, narrow: bool = False) -> list[ImageRecord]:
+def load_records(session: Session, image_ids: Sequence[int], *, narrow: bool = False,
+                 label_min: float = 0.0) -> list[ImageRecord]:
     """Full records for ``image_ids``, in the same order (missing ids are skipped).
 
     ``narrow``: only what a Markdown or CSV report shows — label names and confidences, the
     lines of text, moderation, posts and decisions; no boxes, polygons, parents, faces or
-    model versions (half the reading and building for a 10,000-image report)."""
+    model versions (half the reading and building for a 10,000-image report), and only the labels
+    at or above ``label_min``."""
     records: dict[int, ImageRecord] = {}
     ids = list(dict.fromkeys(int(i) for i in image_ids))
     for start in range(0, len(ids), BATCH):
-        records.update(_load_batch(session, ids[start:start + BATCH], narrow))
+        records.update(_load_batch(session, ids[start:start + BATCH], narrow, label_min))
     return [records[i] for i in ids if i in records]
 
 
@@ -78,7 +80,7 @@ def _grouped(session: Session, columns: Sequence[Any], image_id: Any, ids: list[
     return grouped
 
 
-def _load_batch(session: Session, ids: list[int], narrow: bool) -> dict[int, ImageRecord]:
+def _load_batch(session: Session, ids: list[int], narrow: bool, label_min: float) -> dict[int, ImageRecord]:
     image = models.Image
     images = session.connection().execute(
         select(image.id, image.sha256, image.status, image.byte_size, image.format, image.width, image.height,
@@ -93,7 +95,7 @@ def _load_batch(session: Session, ids: list[int], narrow: bool) -> dict[int, Ima
     # Each list in the order a record keeps it (as db.queries sorts them), ties by id.
     if narrow:
         labels = _grouped(session, (label.name, label.confidence), label.image_id, ids,
-                          (label.confidence.desc(), label.id), _plain_label)
+                          (label.confidence.desc(), label.id), _plain_label, label.confidence >= label_min)
         texts = _grouped(session, (text.detection_id, text.text, text.confidence, text.parent_id), text.image_id,
                          ids, (text.detection_id, text.id), _plain_line, text.kind == "LINE")
     else:

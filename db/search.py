@@ -966,7 +966,8 @@ def report_data(
     def listed(total: int | None) -> tuple[ImageRecord, ...]:
         rows = _rank(session, query, ctx, statuses, REPORT_MAX_IMAGES, total=total,
                      matches=_match_ids(session, query, ctx, statuses), scored=False)
-        loaded = load_records(session, [int(row.id) for row in rows], narrow=not full_records)
+        loaded = load_records(session, [int(row.id) for row in rows], narrow=not full_records,
+                              label_min=label_min_confidence)
         return tuple(_visible_only(r, ctx) for r in loaded)
 
     if side_session is None:
