@@ -1,4 +1,4 @@
-"""The work after the ack: a bounded pool that turns a Slack message's images into one threaded reply.
+"""Delivery of the work after the ack: when each claimed Slack message is worked on, and by whom.
 
     listener (after ack) ──claim (channel, ts)──► pool (IMGBOT_CONCURRENCY threads)
                                                    ├─ 👀, files.info for stubs, download (token to Slack only)
@@ -8,6 +8,9 @@
                                                    └─ ✅ / ⚠️ / ❌
     scheduler thread: delayed file_shared look-ups, retries with back-off, a periodic sweep
     lease keeper thread: renews the lease of every claim this process is working on
+
+What a message gets once it is worked on (download, ingest, reply, reactions, annotated
+copies, moderation notice) is ``MessageHandler`` in ``bot/slack/handling.py``.
 
 With a work queue (``IMGBOT_QUEUE_URL``) the pool is not used: the claim is parked for the
 queue (lease owner ``queue``) and a ``slack_message`` job is sent; any ``imgbot worker``
@@ -38,87 +41,18 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.config import Settings
-from bot.core.annotate import Annotated, annotate, has_findings
-from bot.core.records import ImageRecord
-from bot.core.types import IngestResult, Source
-from bot.errors import ImgbotError, NotFound
+from bot.errors import ImgbotError
 from bot.executor import QueueExecutor
 from bot.queue import JobQueue, slack_message_job
-from bot.slack import blocks, messages
 from bot.slack.download import Downloader
+from bot.slack.handling import MessageHandler
+from bot.slack.work import MessageWork, RetryLater, describe, maybe_image
 from bot.wiring import Core
 from db import slack_queries
 from db.queries import lease_owner
 from db.slack_queries import QUEUED, MessageClaim
 
 log = logging.getLogger("imgbot.slack.jobs")
-
-EYES, DONE, FLAGGED, FAILED = "eyes", "white_check_mark", "warning", "x"
-RETRYABLE_SLACK_ERRORS = frozenset({
-    "ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout",
-})
-GONE_FILE_ERRORS = frozenset({"file_not_found", "file_deleted", "access_denied"})
-#: Message metadata on each reply, so a later attempt can tell that the reply was posted.
-REPLY_EVENT = "imgbot_reply"
-
-
-@dataclass(frozen=True)
-class MessageWork:
-    """One Slack message with files, as much as the event told us."""
-
-    team_id: str | None
-    channel_id: str
-    message_ts: str
-    thread_ts: str | None
-    user_id: str | None
-    files: tuple[dict[str, Any], ...]
-
-    @property
-    def reply_thread(self) -> str:
-        return self.thread_ts or self.message_ts
-
-    @classmethod
-    def from_event(cls, event: dict[str, Any], team_id: str | None) -> MessageWork:
-        return cls(team_id=team_id, channel_id=str(event["channel"]), message_ts=str(event["ts"]),
-                   thread_ts=event.get("thread_ts"), user_id=event.get("user"),
-                   files=tuple(f for f in event.get("files") or () if isinstance(f, dict) and f.get("id")))
-
-    @classmethod
-    def from_claim(cls, claim: MessageClaim) -> MessageWork:
-        return cls(team_id=claim.team_id, channel_id=claim.channel_id, message_ts=claim.message_ts,
-                   thread_ts=claim.thread_ts, user_id=claim.user_id,
-                   files=tuple({"id": file_id, "file_access": "check_file_info"} for file_id in claim.file_ids))
-
-
-def maybe_image(file: dict[str, Any]) -> bool:
-    """Worth a look: an image by its mimetype, or a stub whose details need ``files.info``."""
-    if file.get("mode") in {"tombstone", "hidden_by_limit"}:
-        return False  # deleted, or beyond the free plan's history
-    if file.get("file_access") == "access_denied":  # another organisation's (Slack Connect): the reply says so
-        return str(file.get("mimetype", "")).lower().startswith("image/")
-    if file.get("file_access") == "check_file_info" or not file.get("mimetype"):
-        return True
-    return str(file.get("mimetype", "")).lower().startswith("image/")
-
-
-def _needs_info(file: dict[str, Any]) -> bool:
-    return (file.get("file_access") == "check_file_info" or not file.get("mimetype")
-            or not (file.get("url_private_download") or file.get("url_private")))
-
-
-class RetryLater(Exception):
-    """Slack or the core is unavailable for now; the message stays ``received`` and is tried again."""
-
-
-@dataclass
-class _FileResult:
-    outcome: ImageOutcome | None  # None: not an image, nothing to say
-    retry: bool = False
-    annotated: Annotated | None = None
-
-
-ImageOutcome = blocks.ImageOutcome
-
 
 class Scheduler:
     """One thread that runs callables at a given time (retries, delayed look-ups, sweeps)."""
@@ -172,12 +106,6 @@ class JobOptions:
 
 
 @dataclass
-class _Cached:
-    value: str | None
-    expires: float
-
-
-@dataclass
 class SlackJobs:
     core: Core
     client: WebClient
@@ -190,6 +118,9 @@ class SlackJobs:
         if self.downloader is None:
             self.downloader = Downloader(token=self.settings.slack_bot_token, api_url=self.settings.slack_api_url,
                                          max_bytes=self.settings.max_bytes)
+        self.handler = MessageHandler(core=self.core, client=self.client, settings=self.settings,
+                                      downloader=self.downloader, give_up_after=self.options.give_up_after,
+                                      pending_wait=self.options.pending_wait, cache_ttl=self.options.cache_ttl)
         self._pool = QueueExecutor(max_workers=self.settings.max_in_flight, thread_name_prefix="imgbot-slack")
         self._light = QueueExecutor(max_workers=2, thread_name_prefix="imgbot-slack-light")
         self._scheduler: Scheduler | None = None
@@ -198,7 +129,6 @@ class SlackJobs:
         self._attempts: dict[int, int] = {}
         self._retry_due: dict[int, float] = {}
         self._works: dict[int, MessageWork] = {}
-        self._names: dict[str, _Cached] = {}
         self._bot_user_id: str | None = None
         self._stopped = False
         self._owner = lease_owner()
@@ -328,7 +258,7 @@ class SlackJobs:
         started = time.perf_counter()
         outcome = "retry"
         try:
-            outcome = self._process(claim, work) if self._take(claim) else "busy"
+            outcome = self.handler.process(claim, work) if self._take(claim) else "busy"
         except RetryLater as err:
             log.warning("slack message channel=%s ts=%s will be retried: %s", work.channel_id, work.message_ts, err)
         except Exception:
@@ -456,7 +386,7 @@ class SlackJobs:
             self._inflight.add(claim.id)
         outcome = "retry"
         try:
-            outcome = self._process(claim, work)
+            outcome = self.handler.process(claim, work)
         except RetryLater as err:
             log.warning("slack message channel=%s ts=%s will be retried: %s", channel_id, message_ts, err)
         except Exception:
@@ -495,7 +425,7 @@ class SlackJobs:
         try:
             info = self.client.files_info(file=file_id)["file"]
         except (SlackApiError, SlackClientError, OSError) as err:
-            log.warning("file_shared %s: files.info failed: %s", file_id, _describe(err))
+            log.warning("file_shared %s: files.info failed: %s", file_id, describe(err))
             return
         if not maybe_image(info) or (self._bot_user_id and info.get("user") == self._bot_user_id):
             return
@@ -528,251 +458,12 @@ class SlackJobs:
                 response = self.client.conversations_history(channel=channel_id, oldest=ts, latest=ts,
                                                              inclusive=True, limit=1)
         except (SlackApiError, SlackClientError, OSError) as err:
-            log.info("could not read message %s in %s: %s", ts, channel_id, _describe(err))
+            log.info("could not read message %s in %s: %s", ts, channel_id, describe(err))
             return None
         for message in response.get("messages") or []:
             if message.get("ts") == ts:
                 return dict(message)
         return None
-
-    # -- processing one message -------------------------------------------------------------
-
-    def _process(self, claim: MessageClaim, work: MessageWork) -> str:
-        with self.core.database.transaction() as session:
-            current = slack_queries.get_message(session, claim.channel_id, claim.message_ts)
-        if current is None or current.status != slack_queries.RECEIVED:
-            return "already-replied"  # a sweep or a retry raced with the run that finished it
-        giving_up = (datetime.now(UTC) - _aware(claim.created_at)).total_seconds() > self.options.give_up_after
-        self._react(work, EYES, add=True)
-        permalink = self._permalink(work)
-        channel_name = self._channel_name(work.channel_id)
-        results = [self._handle_file(work, file, permalink, channel_name) for file in work.files]
-        if any(r.retry for r in results) and not giving_up:
-            return "retry"
-        outcomes = [r.outcome for r in results if r.outcome is not None]
-        if not outcomes:
-            self._finish(claim, None)
-            self._react(work, EYES, add=False)
-            return "no-images"
-
-        moderation_channel = self.settings.moderation_channel
-        text, reply_blocks = blocks.image_reply(
-            outcomes, label_min_confidence=self.settings.label_min_confidence,
-            moderation_min_confidence=self.settings.moderation_min_confidence,
-            moderation_channel=bool(moderation_channel),
-        )
-        reply_ts = self._reply_once(claim, work, text, reply_blocks, giving_up)
-        self._finish(claim, reply_ts)
-
-        annotated = [(r.outcome, r.annotated) for r in results if r.outcome is not None and r.annotated is not None]
-        if annotated:
-            self._upload_annotated(work, annotated)
-        threshold = self.settings.moderation_min_confidence
-        flagged = [o for o in outcomes if o.flagged(threshold)]
-        if moderation_channel:
-            for outcome in flagged:
-                self._notify_moderators(work, outcome, permalink)
-        self._react(work, EYES, add=False)
-        final = FLAGGED if flagged else FAILED if any(o.failed for o in outcomes) else DONE
-        self._react(work, final, add=True)
-        return "replied" if reply_ts else "reply-failed"
-
-    def _finish(self, claim: MessageClaim, reply_ts: str | None) -> None:
-        with self.core.database.transaction() as session:
-            slack_queries.mark_replied(session, claim.id, reply_ts, datetime.now(UTC))
-
-    def _handle_file(self, work: MessageWork, file: dict[str, Any], permalink: str | None,
-                     channel_name: str | None) -> _FileResult:
-        file_id = str(file["id"])
-        name = str(file.get("name") or file.get("title") or file_id)
-        if _needs_info(file):
-            try:
-                file = self.client.files_info(file=file_id)["file"]
-                name = str(file.get("name") or file.get("title") or file_id)
-            except SlackApiError as err:
-                if err.response.get("error") in GONE_FILE_ERRORS:
-                    return _FileResult(ImageOutcome(name, file_id, error=messages.file_unavailable()))
-                if _retryable_slack(err):
-                    return _FileResult(ImageOutcome(name, file_id, error=messages.download_failed()), retry=True)
-                log.warning("files.info %s failed: %s", file_id, _describe(err))
-                return _FileResult(ImageOutcome(name, file_id, error=messages.file_refused()))
-            except (SlackClientError, OSError) as err:
-                log.warning("files.info %s failed: %s", file_id, _describe(err))
-                return _FileResult(ImageOutcome(name, file_id, error=messages.download_failed()), retry=True)
-        if not maybe_image(file) or _needs_info(file):
-            return _FileResult(None)  # not an image: nothing to say about it
-
-        url = str(file.get("url_private_download") or file.get("url_private"))
-        assert self.downloader is not None
-        source = Source.slack(
-            team_id=work.team_id, channel_id=work.channel_id, user_id=work.user_id or file.get("user"),
-            file_id=file_id, message_ts=work.message_ts, name=name, thread_ts=work.thread_ts,
-            permalink=permalink or file.get("permalink"), channel_name=channel_name,
-        )
-        with self.core.flow.admit(_int(file.get("size"))):  # before the download: its bytes count from the start
-            try:
-                data = self.downloader.fetch(url, name=name)
-            except ImgbotError as err:
-                log.warning("file %s in %s not downloaded: %s", file_id, work.channel_id, err.detail)
-                return _FileResult(ImageOutcome(name, file_id, error=err.user_message), retry=err.retryable)
-            result = self.core.ingest(data, source)
-        record = self._record_for(result)
-        if record is None or (record.status == "failed" and result.retryable):
-            error = (record.failure_reason if record else None) or messages.analysis_failed_generic()
-            return _FileResult(ImageOutcome(name, file_id, result=result, record=record, error=error), retry=True)
-        outcome = ImageOutcome(name, file_id, result=result, record=record)
-        annotated = None
-        if self.settings.annotate and record.status == "done" and has_findings(
-                record, self.settings.label_min_confidence):
-            try:
-                annotated = annotate(data, record, min_confidence=self.settings.label_min_confidence)
-            except Exception as err:  # drawing is a nicety: never lose the reply over it
-                log.warning("image=%s could not be annotated: %r", record.id, err)
-        return _FileResult(outcome, annotated=annotated)
-
-    def _record_for(self, result: IngestResult) -> ImageRecord | None:
-        """The stored result; waits while another worker finishes the same bytes."""
-        if result.image_id is None:
-            return None
-        deadline = time.monotonic() + self.options.pending_wait
-        while True:
-            try:
-                record = self.core.show(result.image_id)
-            except NotFound:
-                return None
-            if record.status != "pending" or time.monotonic() > deadline:
-                return record if record.status != "pending" else None
-            time.sleep(0.1)
-
-    # -- talking to Slack -------------------------------------------------------------------
-
-    def _reply_once(self, claim: MessageClaim, work: MessageWork, text: str, reply_blocks: list[blocks.Block],
-                    giving_up: bool) -> str | None:
-        """Post the reply, unless an earlier attempt posted it and died before recording it."""
-        with self.core.database.transaction() as session:
-            earlier = slack_queries.mark_replying(session, claim.id, datetime.now(UTC))
-        if earlier is not None:
-            found = self._find_reply(work, earlier)
-            if found is not None:
-                log.info("slack message channel=%s ts=%s was answered by an earlier attempt (reply %s): "
-                         "not posted again", work.channel_id, work.message_ts, found)
-                return found
-        return self._post_reply(work, text, reply_blocks, giving_up)
-
-    def _find_reply(self, work: MessageWork, since: datetime) -> str | None:
-        """The ts of imgbot's reply to this message in its thread, posted since ``since``; None if there is none."""
-        cursor: str | None = None
-        for _ in range(10):  # a busy thread has more than a page of replies since then
-            try:
-                response = self.client.conversations_replies(
-                    channel=work.channel_id, ts=work.reply_thread, oldest=f"{_aware(since).timestamp() - 60:.6f}",
-                    include_all_metadata=True, limit=200, cursor=cursor)
-            except SlackApiError as err:
-                if _retryable_slack(err):
-                    raise RetryLater(f"conversations.replies: {_describe(err)}") from err
-                log.warning("cannot look for an earlier reply in %s/%s (%s); replying", work.channel_id,
-                            work.message_ts, _describe(err))
-                return None
-            except (SlackClientError, OSError) as err:
-                raise RetryLater(f"conversations.replies: {_describe(err)}") from err
-            for message in response.get("messages") or []:
-                metadata = message.get("metadata") or {}
-                if metadata.get("event_type") == REPLY_EVENT and (
-                        metadata.get("event_payload") or {}).get("message_ts") == work.message_ts:
-                    return str(message["ts"])
-            cursor = ((response.get("response_metadata") or {}).get("next_cursor") or "").strip() or None
-            if not response.get("has_more") or cursor is None:
-                break
-        return None
-
-    def _post_reply(self, work: MessageWork, text: str, reply_blocks: list[blocks.Block],
-                    giving_up: bool) -> str | None:
-        metadata = {"event_type": REPLY_EVENT,
-                    "event_payload": {"channel": work.channel_id, "message_ts": work.message_ts}}
-        try:
-            response = self.client.chat_postMessage(channel=work.channel_id, thread_ts=work.reply_thread, text=text,
-                                                    blocks=reply_blocks, unfurl_links=False, unfurl_media=False,
-                                                    metadata=metadata)
-            return str(response["ts"])
-        except SlackApiError as err:
-            if _retryable_slack(err) and not giving_up:
-                raise RetryLater(f"chat.postMessage: {_describe(err)}") from err
-            if err.response.get("error") in {"invalid_blocks", "invalid_blocks_format", "msg_too_long"}:
-                log.error("reply blocks rejected (%s); posting text only", _describe(err))
-                try:
-                    response = self.client.chat_postMessage(channel=work.channel_id, thread_ts=work.reply_thread,
-                                                            text=text, unfurl_links=False, unfurl_media=False,
-                                                            metadata=metadata)
-                    return str(response["ts"])
-                except SlackApiError as again:
-                    err = again
-            log.error("reply to channel=%s ts=%s not posted: %s", work.channel_id, work.message_ts, _describe(err))
-            return None
-        except (SlackClientError, OSError) as err:
-            if giving_up:
-                log.error("reply to channel=%s ts=%s not posted: %s", work.channel_id, work.message_ts,
-                          _describe(err))
-                return None
-            raise RetryLater(f"chat.postMessage: {_describe(err)}") from err
-
-    def _react(self, work: MessageWork, name: str, *, add: bool) -> None:
-        call = self.client.reactions_add if add else self.client.reactions_remove
-        try:
-            call(channel=work.channel_id, timestamp=work.message_ts, name=name)
-        except SlackApiError as err:
-            if err.response.get("error") not in {"already_reacted", "no_reaction"}:
-                log.info("reaction %s on %s/%s: %s", name, work.channel_id, work.message_ts, _describe(err))
-        except (SlackClientError, OSError) as err:
-            log.info("reaction %s on %s/%s: %s", name, work.channel_id, work.message_ts, _describe(err))
-
-    def _permalink(self, work: MessageWork) -> str | None:
-        try:
-            return str(self.client.chat_getPermalink(channel=work.channel_id, message_ts=work.message_ts)["permalink"])
-        except (SlackApiError, SlackClientError, OSError, KeyError) as err:
-            log.info("no permalink for %s/%s: %s", work.channel_id, work.message_ts, _describe(err))
-            return None
-
-    def _channel_name(self, channel_id: str) -> str | None:
-        now = time.monotonic()
-        cached = self._names.get(channel_id)
-        if cached is not None and cached.expires > now:
-            return cached.value
-        try:
-            found = self.client.conversations_info(channel=channel_id)["channel"].get("name")
-            name = str(found) if found else None
-        except (SlackApiError, SlackClientError, OSError, KeyError) as err:
-            log.info("no channel name for %s: %s", channel_id, _describe(err))
-            name = None
-        self._names[channel_id] = _Cached(name, now + (self.options.cache_ttl if name else 60.0))
-        return name
-
-    def _upload_annotated(self, work: MessageWork, items: list[tuple[ImageOutcome, Annotated]]) -> None:
-        uploads = []
-        for outcome, image in items:
-            stem = outcome.name.rsplit(".", 1)[0] if "." in outcome.name else outcome.name
-            top = outcome.record.top_labels(self.settings.label_min_confidence, 5) if outcome.record else ()
-            labels = ", ".join(label.name for label in top)
-            uploads.append({
-                "file": image.data, "filename": f"{stem}-annotated.{image.extension}",
-                "title": f"{outcome.name}, annotated", "alt_txt": (labels or "annotated image")[:1000],
-            })
-        try:
-            self.client.files_upload_v2(file_uploads=uploads, channel=work.channel_id, thread_ts=work.reply_thread)
-        except (SlackApiError, SlackClientError, OSError) as err:
-            log.warning("annotated copies for %s/%s not uploaded: %s", work.channel_id, work.message_ts,
-                        _describe(err))
-
-    def _notify_moderators(self, work: MessageWork, outcome: ImageOutcome, permalink: str | None) -> None:
-        assert outcome.record is not None and self.settings.moderation_channel
-        text, notice = blocks.moderation_notice(
-            outcome.record, channel_id=work.channel_id, permalink=permalink, file_name=outcome.name,
-            moderation_min_confidence=self.settings.moderation_min_confidence,
-        )
-        try:
-            self.client.chat_postMessage(channel=self.settings.moderation_channel, text=text, blocks=notice,
-                                         unfurl_links=False, unfurl_media=False)
-        except (SlackApiError, SlackClientError, OSError) as err:
-            log.error("moderation notice for image=%s not posted: %s", outcome.record.id, _describe(err))
 
 
 def _shares_in(info: dict[str, Any], channel_id: str) -> list[dict[str, Any]]:
@@ -781,27 +472,3 @@ def _shares_in(info: dict[str, Any], channel_id: str) -> list[dict[str, Any]]:
     for kind in ("public", "private"):
         found.extend(s for s in (shares.get(kind) or {}).get(channel_id) or () if s.get("ts"))
     return found
-
-
-def _retryable_slack(err: SlackApiError) -> bool:
-    status = getattr(err.response, "status_code", 200) or 200
-    return err.response.get("error") in RETRYABLE_SLACK_ERRORS or status >= 500 or status == 429
-
-
-def _describe(err: BaseException) -> str:
-    if isinstance(err, SlackApiError):
-        return f"Slack error {err.response.get('error')!r}"
-    return f"{type(err).__name__}: {err}"
-
-
-def _aware(when: datetime) -> datetime:
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-
-def _int(value: object) -> int:
-    """A Slack number that may be missing or a string (``size``)."""
-    try:
-        number = int(str(value))
-    except (TypeError, ValueError):
-        return 0
-    return max(0, number)
