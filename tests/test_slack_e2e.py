@@ -826,6 +826,9 @@ def test_imgbot_serve_as_a_process_replies_from_s3_and_rekognition(slack: FakeSl
         assert process.returncode == 0, err
         assert "imgbot listening on http://" in err and "outcome=done" in err
         assert slack.bot_token not in err
+        first = next(line for line in err.splitlines() if "imgbot.slack" in line)
+        assert "serving Slack over HTTP on port" in first and "analyser rekognition" in first  # what runs, how
+        assert "WARNING" not in err.split("imgbot listening")[0]  # a clean start: no warning before it listens
 
 
 def _healthy(port: int) -> bool:

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from slack_bolt import App, BoltResponse
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_bolt.request import BoltRequest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -38,6 +39,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 from slack_sdk.signature import SignatureVerifier
 
+from bot import __version__
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.executor import QueueExecutor
@@ -114,6 +116,21 @@ class SlackBot:
         return SlackHTTPServer(self.app, host, port, ack_first=self.ack_first)
 
 
+class _NotTheClientTokenWarning(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN itself and warns that the ``client`` imgbot gives it wins: it is
+    the same token, on purpose (the client carries SLACK_API_URL and the retry handlers)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+def _bolt_logger() -> logging.Logger:
+    logger = logging.getLogger("imgbot.slack.bolt")
+    if not any(isinstance(f, _NotTheClientTokenWarning) for f in logger.filters):
+        logger.addFilter(_NotTheClientTokenWarning())
+    return logger
+
+
 def build_bot(settings: Settings, core: Core, *, job_options: JobOptions | None = None,
               membership_ttl: float = 60.0, token_verification: bool = True, queue: JobQueue | None = None
               ) -> SlackBot:
@@ -128,7 +145,7 @@ def build_bot(settings: Settings, core: Core, *, job_options: JobOptions | None 
         process_before_response=True,  # listeners are quick: the claim is written before the answer
         request_verification_enabled=True,
         token_verification_enabled=token_verification,
-        logger=logging.getLogger("imgbot.slack.bolt"),
+        logger=_bolt_logger(),
         listener_executor=QueueExecutor(max_workers=max(8, settings.concurrency or 8),
                                         thread_name_prefix="imgbot-listener"),
     )
@@ -325,6 +342,10 @@ def serve(settings: Settings, core: Core, *, host: str = "0.0.0.0",
     stop = stop or threading.Event()
     _install_signal_handlers(stop)
     queue = build_queue(settings)
+    log.info("imgbot %s serving Slack over %s; database %s; analyser %s; originals in %s; %s", __version__,
+             "Socket Mode" if settings.slack_app_token else f"HTTP on port {settings.port or 'any free port'}",
+             core.database.url.render_as_string(hide_password=True), settings.analyzer, settings.storage_url,
+             f"work handed to the queue {settings.queue_url}" if queue is not None else "work done in this process")
     bot = build_bot(settings, core, queue=queue)
     if queue is not None:
         log.info("imgbot hands Slack messages to the work queue %s (imgbot worker processes them)",
