@@ -63,6 +63,17 @@ def _positive_float(value: str) -> float:
     return number
 
 
+#: What imgbot does with the images posted in a channel (see ``/imgbot mode``).
+CHANNEL_MODES = ("full", "quiet", "off")
+
+
+def _mode(value: str) -> str:
+    mode = value.strip().lower()
+    if mode not in CHANNEL_MODES:
+        raise ValueError(f"expected one of {', '.join(CHANNEL_MODES)}, got {value!r}")
+    return mode
+
+
 def _optional(value: str) -> str | None:
     return value or None
 
@@ -123,6 +134,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "Log level: DEBUG, INFO, WARNING or ERROR."),
     SettingSpec("IMGBOT_ANNOTATE", "annotate", "1",
                 "Upload an annotated copy (label and text boxes) into the Slack thread.", _bool),
+    SettingSpec("IMGBOT_DEFAULT_MODE", "default_mode", "full",
+                "What imgbot does in a channel nobody set a mode for (/imgbot mode): full (reply in the thread), "
+                "quiet (reactions; a reply only for flagged or failed images) or off (nothing).", _mode),
     SettingSpec("IMGBOT_MODERATION_CHANNEL", "moderation_channel", "",
                 "Slack channel id where flagged images are posted for review (empty: none).", _optional),
     SettingSpec("SLACK_BOT_TOKEN", "slack_bot_token", "",
@@ -158,6 +172,7 @@ class Settings:
     queue_url: str | None = None
     log_level: str = "INFO"
     annotate: bool = True
+    default_mode: str = "full"
     moderation_channel: str | None = None
     slack_bot_token: str | None = None
     slack_signing_secret: str | None = None

@@ -124,6 +124,23 @@ class Core:
                 log.warning("image=%s stored copy %s not deleted: %s", image_id, key, err.detail)
         return [image_id for image_id, _ in orphaned]
 
+    def channel_mode(self, channel_id: str) -> str:
+        """What imgbot does in ``channel_id``: the mode its members set, else IMGBOT_DEFAULT_MODE."""
+        from db import channel_settings
+
+        with self.database.transaction() as session:
+            return channel_settings.mode_of(session, channel_id) or self.settings.default_mode
+
+    def set_channel_mode(self, channel_id: str, mode: str, user_id: str | None) -> None:
+        """Set ``channel_id``'s mode (one of ``bot.config.CHANNEL_MODES``), for every process at once."""
+        from bot.config import CHANNEL_MODES
+        from db import channel_settings
+
+        if mode not in CHANNEL_MODES:
+            raise ValueError(f"unknown mode {mode!r}")
+        with self.database.transaction() as session:
+            channel_settings.set_mode(session, channel_id, mode, user_id, _now())
+
     def record_moderation_decision(self, image_id: int, decision: str, user_id: str) -> None:
         """Record a moderator's Confirm/Dismiss (``confirmed`` or ``dismissed``)."""
         with self.database.transaction() as session:

@@ -231,6 +231,17 @@ class ChannelLabelStat(Base):
     images: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class ChannelSetting(Base):
+    """How imgbot behaves in one Slack channel (``/imgbot mode …``); channels never set use the default."""
+
+    __tablename__ = "channel_settings"
+
+    channel_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    mode: Mapped[str] = mapped_column(String(16))
+    set_by: Mapped[str | None] = mapped_column(String(32))
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class ModerationDecision(Base):
     """A moderator's verdict on a flagged image (the latest one counts)."""
 

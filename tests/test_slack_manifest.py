@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.slack.listeners import REPORT_COMMAND, SEARCH_COMMAND
+from bot.slack.modes import IMGBOT_COMMAND
 
 ROOT = Path(__file__).resolve().parents[1]
 yaml = pytest.importorskip("yaml")
@@ -32,9 +33,9 @@ def test_the_manifest_subscribes_to_the_events_the_listeners_handle(manifest: di
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
 
 
-def test_the_manifest_declares_both_slash_commands_with_escaping(manifest: dict) -> None:
+def test_the_manifest_declares_the_three_slash_commands_with_escaping(manifest: dict) -> None:
     commands = {c["command"]: c for c in manifest["features"]["slash_commands"]}
-    assert set(commands) == {SEARCH_COMMAND, REPORT_COMMAND}
+    assert set(commands) == {SEARCH_COMMAND, REPORT_COMMAND, IMGBOT_COMMAND}
     assert all(c["should_escape"] is True and c["description"] for c in commands.values())
 
 

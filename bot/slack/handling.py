@@ -74,18 +74,32 @@ class MessageHandler:
             current = slack_queries.get_message(session, claim.channel_id, claim.message_ts)
         if current is None or current.status != slack_queries.RECEIVED:
             return "already-replied"  # a sweep or a retry raced with the run that finished it
+        mode = self.core.channel_mode(work.channel_id)  # read now: a change applies to waiting messages too
+        if mode == "off":
+            self._finish(claim, None)
+            return "off"
+        quiet = mode == "quiet"  # reactions only; a reply only for a flagged or failed image
         giving_up = (datetime.now(UTC) - _aware(claim.created_at)).total_seconds() > self.give_up_after
-        self._react(work, EYES, add=True)
+        if not quiet:
+            self._react(work, EYES, add=True)
         permalink = self._permalink(work)
         channel_name = self._channel_name(work.channel_id)
-        results = [self._handle_file(work, file, permalink, channel_name) for file in work.files]
+        results = [self._handle_file(work, file, permalink, channel_name, with_copy=not quiet)
+                   for file in work.files]
         if any(r.retry for r in results) and not giving_up:
             return "retry"
         outcomes = [r.outcome for r in results if r.outcome is not None]
         if not outcomes:
             self._finish(claim, None)
-            self._react(work, EYES, add=False)
+            if not quiet:
+                self._react(work, EYES, add=False)
             return "no-images"
+        threshold = self.settings.moderation_min_confidence
+        flagged = [o for o in outcomes if o.flagged(threshold)]
+        if quiet and not flagged and not any(o.failed for o in outcomes):
+            self._finish(claim, None)
+            self._react(work, DONE, add=True)
+            return "quiet"
 
         moderation_channel = self.settings.moderation_channel
         text, reply_blocks = blocks.image_reply(
@@ -99,12 +113,11 @@ class MessageHandler:
         annotated = [(r.outcome, r.annotated) for r in results if r.outcome is not None and r.annotated is not None]
         if annotated:
             self._upload_annotated(work, annotated)
-        threshold = self.settings.moderation_min_confidence
-        flagged = [o for o in outcomes if o.flagged(threshold)]
         if moderation_channel:
             for outcome in flagged:
                 self._notify_moderators(work, outcome, permalink)
-        self._react(work, EYES, add=False)
+        if not quiet:
+            self._react(work, EYES, add=False)
         final = FLAGGED if flagged else FAILED if any(o.failed for o in outcomes) else DONE
         self._react(work, final, add=True)
         return "replied" if reply_ts else "reply-failed"
@@ -114,7 +127,7 @@ class MessageHandler:
             slack_queries.mark_replied(session, claim.id, reply_ts, datetime.now(UTC))
 
     def _handle_file(self, work: MessageWork, file: dict[str, Any], permalink: str | None,
-                     channel_name: str | None) -> _FileResult:
+                     channel_name: str | None, *, with_copy: bool = True) -> _FileResult:
         file_id = str(file["id"])
         name = str(file.get("name") or file.get("title") or file_id)
         if needs_info(file):
@@ -154,7 +167,7 @@ class MessageHandler:
             return _FileResult(ImageOutcome(name, file_id, result=result, record=record, error=error), retry=True)
         outcome = ImageOutcome(name, file_id, result=result, record=record)
         annotated = None
-        if self.settings.annotate and record.status == "done" and has_findings(
+        if with_copy and self.settings.annotate and record.status == "done" and has_findings(
                 record, self.settings.label_min_confidence):
             try:
                 annotated = annotate(data, record, min_confidence=self.settings.label_min_confidence)

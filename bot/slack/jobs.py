@@ -210,6 +210,10 @@ class SlackJobs:
     # -- claiming ---------------------------------------------------------------------------
 
     def _claim_and_submit(self, work: MessageWork) -> bool:
+        if self.core.channel_mode(work.channel_id) == "off":  # not downloaded, not stored, not searchable
+            log.info("slack message channel=%s ts=%s ignored: imgbot is off in this channel", work.channel_id,
+                     work.message_ts)
+            return False
         now = datetime.now(UTC)
         queued = self.queue is not None
         with self.core.database.transaction() as session:

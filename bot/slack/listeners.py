@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.core.search import QUERY_HELP
 from bot.errors import ImgbotError
-from bot.slack import blocks, messages
+from bot.slack import blocks, messages, modes
 from bot.slack.jobs import SlackJobs
 from bot.slack.memberships import MembershipCache
 from bot.wiring import Core
@@ -34,6 +34,7 @@ _CANNOT_POST_HERE = {"not_in_channel", "channel_not_found", "is_archived", "rest
 
 def register(app: App, core: Core, jobs: SlackJobs, memberships: MembershipCache) -> None:
     settings = core.settings
+    modes.register(app, core)  # /imgbot
 
     # -- events -----------------------------------------------------------------------------
 

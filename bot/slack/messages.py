@@ -75,3 +75,52 @@ def moderation_flagged_no_channel() -> str:
 def moderation_decision(decision: str, user_id: str) -> str:
     verb = "confirmed" if decision == "confirmed" else "dismissed"
     return f"Flag {verb} by <@{user_id}>."
+
+
+# -- /imgbot (channel modes) ------------------------------------------------------------------------
+
+MODE_DESCRIPTIONS = {
+    "full": "every picture gets 👀, a reply in its thread with what I found, an annotated copy, then ✅ / ⚠️ / ❌",
+    "quiet": "pictures are analysed and searchable; only ✅ / ⚠️ / ❌ reactions, and a reply only when a "
+             "picture is flagged or could not be analysed",
+    "off": "I do nothing here: pictures are not downloaded, stored or searchable",
+}
+
+
+def mode_help(current: str, channel_id: str) -> str:
+    modes = "\n".join(f"• `{mode}`: {text}" for mode, text in MODE_DESCRIPTIONS.items())
+    return (f"imgbot is in *{current}* mode in <#{channel_id}>.\n{modes}\n"
+            "Any member of the channel can change it: `/imgbot mode quiet`.\n"
+            "Also: `/imgsearch label:dog last 7d` to search, `/imgreport this month` for a report.")
+
+
+def mode_set(user_id: str, mode: str) -> str:
+    return f"<@{user_id}> set imgbot to {mode} here."
+
+
+def mode_unchanged(mode: str) -> str:
+    return f"imgbot is already in {mode} mode here."
+
+
+def unknown_mode(given: str) -> str:
+    shown = given.replace("`", "'")[:40]
+    return (f"`{shown}` is not a mode. The modes are {', '.join(f'`{m}`' for m in MODE_DESCRIPTIONS)}. "
+            "Example: `/imgbot mode quiet`")
+
+
+def unknown_imgbot_command(given: str) -> str:
+    shown = given.replace("`", "'")[:40]
+    return (f"I do not know `/imgbot {shown}`. Try `/imgbot mode quiet` to change what I do in this channel, "
+            "or `/imgbot help`.")
+
+
+def mode_needs_membership() -> str:
+    return "Only members of this channel can change what imgbot does here."
+
+
+def mode_needs_channel() -> str:
+    return "Modes are set per channel: run `/imgbot mode quiet` in the channel itself."
+
+
+def mode_set_not_announced() -> str:
+    return "Done, but I could not announce it in the channel (am I a member of it?)."
