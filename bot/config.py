@@ -64,7 +64,7 @@ def _positive_float(value: str) -> float:
 
 
 #: What imgbot does with the images posted in a channel (see ``/imgbot mode``).
-CHANNEL_MODES = ("full", "quiet", "off")
+CHANNEL_MODES = ("full", "quiet", "on-demand", "off")
 
 
 def _mode(value: str) -> str:
@@ -136,7 +136,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "Upload an annotated copy (label and text boxes) into the Slack thread.", _bool),
     SettingSpec("IMGBOT_DEFAULT_MODE", "default_mode", "full",
                 "What imgbot does in a channel nobody set a mode for (/imgbot mode): full (reply in the thread), "
-                "quiet (reactions; a reply only for flagged or failed images) or off (nothing).", _mode),
+                "quiet (reactions; a reply only for flagged or failed images), on-demand (nothing until someone "
+                "asks) or off (nothing).", _mode),
+    SettingSpec("IMGBOT_TRIGGER_REACTION", "trigger_reaction", "mag",
+                "The reaction (emoji name, no colons) that asks imgbot to analyse a message's images.",
+                lambda value: value.strip().strip(":") or "mag"),
     SettingSpec("IMGBOT_MODERATION_CHANNEL", "moderation_channel", "",
                 "Slack channel id where flagged images are posted for review (empty: none).", _optional),
     SettingSpec("SLACK_BOT_TOKEN", "slack_bot_token", "",
@@ -173,6 +177,7 @@ class Settings:
     log_level: str = "INFO"
     annotate: bool = True
     default_mode: str = "full"
+    trigger_reaction: str = "mag"
     moderation_channel: str | None = None
     slack_bot_token: str | None = None
     slack_signing_secret: str | None = None

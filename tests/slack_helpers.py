@@ -192,3 +192,32 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, interval: fl
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(interval)
+
+
+def reaction_added(*, user: str, reaction: str, channel: str, ts: str, item_user: str = "U0ALICE001"
+                   ) -> dict[str, Any]:
+    return {"type": "reaction_added", "user": user, "reaction": reaction, "item_user": item_user,
+            "item": {"type": "message", "channel": channel, "ts": ts}, "event_ts": f"{time.time():.6f}"}
+
+
+def app_mention(*, user: str, channel: str, ts: str, bot_user_id: str, thread_ts: str | None = None
+                ) -> dict[str, Any]:
+    event: dict[str, Any] = {"type": "app_mention", "user": user, "text": f"<@{bot_user_id}> what is this?",
+                             "ts": ts, "channel": channel, "event_ts": ts}
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+    return event
+
+
+def message_action(callback_id: str, *, message: dict[str, Any], user_id: str, team_id: str, channel_id: str,
+                   response_url: str) -> dict[str, str]:
+    """The interactivity payload of a message shortcut, as Slack sends it."""
+    payload = {
+        "type": "message_action", "token": "legacy-verification-token", "action_ts": f"{time.time():.6f}",
+        "team": {"id": team_id, "domain": "imgbot-test"},
+        "user": {"id": user_id, "username": user_id.lower(), "team_id": team_id, "name": user_id.lower()},
+        "channel": {"id": channel_id, "name": "general"}, "is_enterprise_install": False, "enterprise": None,
+        "callback_id": callback_id, "trigger_id": f"{int(time.time())}.1.abcdef", "response_url": response_url,
+        "message_ts": message["ts"], "message": message, "api_app_id": API_APP_ID,
+    }
+    return {"payload": json.dumps(payload)}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.slack.listeners import REPORT_COMMAND, SEARCH_COMMAND
+from bot.slack.listeners import ANALYZE_SHORTCUT, REPORT_COMMAND, SEARCH_COMMAND
 from bot.slack.modes import IMGBOT_COMMAND
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,14 +21,14 @@ def manifest() -> dict:
 def test_the_manifest_asks_for_exactly_the_scopes_the_bot_uses(manifest: dict) -> None:
     assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == sorted([
         "channels:history", "groups:history", "channels:read", "groups:read", "files:read", "files:write",
-        "chat:write", "reactions:write", "commands",
+        "chat:write", "reactions:write", "reactions:read", "app_mentions:read", "commands",
     ])
     assert "user" not in manifest["oauth_config"]["scopes"]
 
 
 def test_the_manifest_subscribes_to_the_events_the_listeners_handle(manifest: dict) -> None:
     assert sorted(manifest["settings"]["event_subscriptions"]["bot_events"]) == sorted([
-        "message.channels", "message.groups", "file_shared", "file_deleted",
+        "message.channels", "message.groups", "file_shared", "file_deleted", "reaction_added", "app_mention",
     ])
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
 
@@ -44,3 +44,9 @@ def test_the_readme_says_how_to_create_install_invite_and_post() -> None:
     for step in ("slack-manifest.yml", "Install", "/invite @imgbot", "Post a photo", "SLACK_APP_TOKEN",
                  "SLACK_SIGNING_SECRET", "/slack/events", "/healthz"):
         assert step in readme
+
+
+def test_the_manifest_declares_the_analyse_images_message_shortcut(manifest: dict) -> None:
+    shortcuts = manifest["features"]["shortcuts"]
+    assert [(s["type"], s["callback_id"], s["name"]) for s in shortcuts] == [
+        ("message", ANALYZE_SHORTCUT, "Analyse images")]

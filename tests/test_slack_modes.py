@@ -110,3 +110,95 @@ def test_a_mode_survives_a_restart_and_applies_to_the_next_post(harness: Harness
 
     assert harness.final_reaction(ts) == "white_check_mark"
     assert thread_posts(harness, ts) == []
+
+
+# -- on-demand: nothing until someone asks ------------------------------------------------------------
+
+
+def ask_by_reaction(app: Harness, ts: str, user: str = ALICE, *, retry_num: int | None = None,
+                    event_id: str | None = None) -> None:
+    status, _ = app.event(sh.reaction_added(user=user, reaction="mag", channel=PUBLIC, ts=ts),
+                          event_id=event_id, retry_num=retry_num)
+    assert status == 200
+
+
+def test_in_an_on_demand_channel_a_post_waits_and_a_reaction_gets_exactly_one_reply(app: Harness) -> None:
+    set_mode(app, "on-demand")
+    photo = make_image()
+    app.analyzer.script(photo, labels=[("Cat", 98.0)])
+    ts, _, _ = app.post_images(photo, names=["cat.png"])
+    time.sleep(0.5)
+    assert thread_posts(app, ts) == [] and reactions_on(app, ts) == [] and app.analyzer.calls == 0
+
+    ask_by_reaction(app, ts, ALICE, event_id="Ev0MAG0001")
+    ask_by_reaction(app, ts, ALICE, event_id="Ev0MAG0001", retry_num=1)  # Slack retrying the same delivery
+    ask_by_reaction(app, ts, BOB, event_id="Ev0MAG0002")  # a second person asking
+
+    reply = app.replies(ts)[0]
+    assert "Cat 98%" in reply.params["text"]
+    assert app.final_reaction(ts) == "white_check_mark"
+    time.sleep(0.5)
+    assert len(thread_posts(app, ts)) == 1 and app.analyzer.calls == 1
+    assert app.slack.calls_to("files.completeUploadExternal")  # what full gives: the annotated copy too
+
+
+def test_other_reactions_ask_nothing(app: Harness) -> None:
+    set_mode(app, "on-demand")
+    ts, _, _ = app.post_images(make_image())
+
+    app.event(sh.reaction_added(user=ALICE, reaction="thumbsup", channel=PUBLIC, ts=ts))
+    time.sleep(0.5)
+
+    assert thread_posts(app, ts) == [] and app.analyzer.calls == 0
+
+
+def test_the_analyse_images_shortcut_answers_once(app: Harness) -> None:
+    set_mode(app, "on-demand")
+    photo = make_image()
+    app.analyzer.script(photo, labels=[("Dog", 97.0)])
+    ts, _, event = app.post_images(photo, names=["dog.png"])
+    message = {k: v for k, v in event.items() if k not in {"channel", "channel_type"}}
+
+    for user in (ALICE, BOB):
+        status, body = sh.send_form(app.port, sh.message_action(
+            "imgbot_analyze", message=message, user_id=user, team_id=app.slack.team_id, channel_id=PUBLIC,
+            response_url=f"{app.slack.url}response/shortcut-{user}"))
+        assert status == 200, body
+
+    assert "Dog 97%" in app.replies(ts)[0].params["text"]
+    time.sleep(0.5)
+    assert len(thread_posts(app, ts)) == 1
+
+
+def test_mentioning_imgbot_in_the_images_thread_asks_for_it(app: Harness) -> None:
+    set_mode(app, "on-demand")
+    photo = make_image()
+    app.analyzer.script(photo, labels=[("Bicycle", 95.0)])
+    ts, _, _ = app.post_images(photo)
+
+    app.event(sh.app_mention(user=BOB, channel=PUBLIC, ts=app.slack.new_ts(), thread_ts=ts,
+                             bot_user_id=app.slack.bot_user_id))
+
+    assert "Bicycle 95%" in app.replies(ts)[0].params["text"]
+
+
+def test_asking_about_a_message_without_images_gets_a_private_friendly_answer(app: Harness) -> None:
+    ts = app.slack.new_ts()
+    app.slack.add_message(PUBLIC, {"type": "message", "user": ALICE, "text": "lunch?", "ts": ts})
+
+    ask_by_reaction(app, ts, BOB)
+
+    private = app.slack.wait_for("chat.postEphemeral")[0].params
+    assert private["user"] == BOB and private["channel"] == PUBLIC and "no pictures" in private["text"]
+    assert thread_posts(app, ts) == []
+
+
+def test_in_a_full_channel_asking_again_reposts_nothing(app: Harness) -> None:
+    photo = make_image()
+    ts, _, _ = app.post_images(photo)
+    app.replies(ts)
+
+    ask_by_reaction(app, ts, BOB)
+    time.sleep(0.7)
+
+    assert len(thread_posts(app, ts)) == 1 and app.analyzer.calls == 1

@@ -79,6 +79,7 @@ class MessageHandler:
             self._finish(claim, None)
             return "off"
         quiet = mode == "quiet"  # reactions only; a reply only for a flagged or failed image
+        # on-demand: claimed only because someone asked, and then it gets what full gives
         giving_up = (datetime.now(UTC) - _aware(claim.created_at)).total_seconds() > self.give_up_after
         if not quiet:
             self._react(work, EYES, add=True)

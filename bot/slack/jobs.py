@@ -44,6 +44,7 @@ from bot.config import Settings
 from bot.errors import ImgbotError
 from bot.executor import QueueExecutor
 from bot.queue import JobQueue, slack_message_job
+from bot.slack import messages
 from bot.slack.download import Downloader
 from bot.slack.handling import MessageHandler
 from bot.slack.work import MessageWork, RetryLater, describe, maybe_image
@@ -191,6 +192,49 @@ class SlackJobs:
         self._later(self.options.file_shared_delay,
                     lambda: self._submit_light(self._resolve_file_shared, event, team_id))
 
+    def accept_request(self, channel_id: str, ts: str, user_id: str, team_id: str | None,
+                       message: dict[str, Any] | None = None,
+                       answer: Callable[[str], None] | None = None) -> None:
+        """Someone asked for the images of message ``ts`` to be analysed. Looked up after the ack; the
+        claim makes it happen once however many ask; ``answer`` (default: an ephemeral message to the
+        asker) says why nothing will happen when the message has no images or imgbot is off here."""
+        self._submit_light(self._resolve_request, channel_id, ts, user_id, team_id, message, answer)
+
+    def _resolve_request(self, channel_id: str, ts: str, user_id: str, team_id: str | None,
+                         message: dict[str, Any] | None, answer: Callable[[str], None] | None) -> None:
+        def tell(text: str) -> None:
+            if answer is not None:
+                answer(text)
+                return
+            try:
+                self.client.chat_postEphemeral(channel=channel_id, user=user_id, text=text)
+            except (SlackApiError, SlackClientError, OSError) as err:
+                log.info("could not answer %s in %s privately: %s", user_id, channel_id, describe(err))
+
+        if self.core.channel_mode(channel_id) == "off":
+            tell(messages.off_here())
+            return
+        if message is None or not message.get("files"):
+            message = self._find_message(channel_id, ts, None) or self._find_reply_message(channel_id, ts)
+        files = tuple(f for f in (message or {}).get("files") or () if isinstance(f, dict) and f.get("id"))
+        files = tuple(f for f in files if maybe_image(f))
+        if message is None or not files or message.get("bot_id") or message.get("subtype") == "bot_message":
+            tell(messages.nothing_to_analyse())
+            return
+        work = MessageWork(team_id=team_id, channel_id=channel_id, message_ts=ts, thread_ts=message.get("thread_ts"),
+                           user_id=message.get("user"), files=files)
+        if not self._claim_and_submit(work, requested=True):
+            log.info("analysis of channel=%s ts=%s asked by %s: already handled", channel_id, ts, user_id)
+
+    def _find_reply_message(self, channel_id: str, ts: str) -> dict[str, Any] | None:
+        """A message inside a thread (``conversations.history`` lists only the threads' parents)."""
+        try:
+            response = self.client.conversations_replies(channel=channel_id, ts=ts, limit=200)
+        except (SlackApiError, SlackClientError, OSError) as err:
+            log.info("could not read message %s in %s: %s", ts, channel_id, describe(err))
+            return None
+        return next((dict(m) for m in response.get("messages") or [] if m.get("ts") == ts), None)
+
     def delete_file(self, file_id: str) -> None:
         """Done before the listener returns, so the delivery is not acknowledged (or leaves the inbox) first."""
         self._delete(self.core.delete_slack_file, file_id)
@@ -209,10 +253,12 @@ class SlackJobs:
 
     # -- claiming ---------------------------------------------------------------------------
 
-    def _claim_and_submit(self, work: MessageWork) -> bool:
-        if self.core.channel_mode(work.channel_id) == "off":  # not downloaded, not stored, not searchable
-            log.info("slack message channel=%s ts=%s ignored: imgbot is off in this channel", work.channel_id,
-                     work.message_ts)
+    def _claim_and_submit(self, work: MessageWork, *, requested: bool = False) -> bool:
+        """Claim the message and hand it on; ``requested``: someone asked (a reaction, the shortcut, a mention)."""
+        mode = self.core.channel_mode(work.channel_id)
+        if mode == "off" or (mode == "on-demand" and not requested):  # off: never downloaded, stored, searchable
+            log.info("slack message channel=%s ts=%s left alone: imgbot is %s in this channel", work.channel_id,
+                     work.message_ts, mode)
             return False
         now = datetime.now(UTC)
         queued = self.queue is not None

@@ -27,6 +27,7 @@ log = logging.getLogger("imgbot.slack.listeners")
 
 SEARCH_COMMAND = "/imgsearch"
 REPORT_COMMAND = "/imgreport"
+ANALYZE_SHORTCUT = "imgbot_analyze"  # the message shortcut "Analyse images"
 PER_PAGE = 10
 _FORMAT_WORDS = {"csv": "csv", "md": "md", "markdown": "md", "json": "json"}
 _CANNOT_POST_HERE = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action"}
@@ -63,6 +64,43 @@ def register(app: App, core: Core, jobs: SlackJobs, memberships: MembershipCache
     @app.event("file_shared")
     def on_file_shared(event: dict[str, Any], body: dict[str, Any]) -> None:
         jobs.accept_file_shared(event, body.get("team_id"))
+
+    # -- asking for an analysis (any mode but off; the claim makes each message answer once) -------
+
+    @app.event("reaction_added")
+    def on_reaction_added(event: dict[str, Any], body: dict[str, Any]) -> None:
+        item = event.get("item") or {}
+        if (event.get("reaction") == settings.trigger_reaction and item.get("type") == "message"
+                and item.get("channel") and item.get("ts") and event.get("user")):
+            jobs.accept_request(str(item["channel"]), str(item["ts"]), str(event["user"]), body.get("team_id"))
+
+    @app.event("app_mention")
+    def on_app_mention(event: dict[str, Any], body: dict[str, Any]) -> None:
+        """@imgbot in an image's thread asks about the thread's first message; elsewhere, about its own."""
+        if not event.get("channel") or not event.get("user"):
+            return
+        target = str(event.get("thread_ts") or event["ts"])
+        own = event if target == event.get("ts") else None
+        jobs.accept_request(str(event["channel"]), target, str(event["user"]), body.get("team_id"), message=own)
+
+    def ack_shortcut(ack: Ack) -> None:
+        ack()
+
+    def run_shortcut(body: dict[str, Any], respond: Respond) -> None:
+        message = body.get("message") or {}
+        channel_id = (body.get("channel") or {}).get("id")
+        user_id = (body.get("user") or {}).get("id")
+        ts = message.get("ts") or body.get("message_ts")
+        if not channel_id or not user_id or not ts:
+            return
+
+        def answer(text: str) -> None:
+            respond(response_type="ephemeral", replace_original=False, text=text)
+
+        jobs.accept_request(str(channel_id), str(ts), str(user_id), (body.get("team") or {}).get("id"),
+                            message=message, answer=answer)
+
+    app.message_shortcut(ANALYZE_SHORTCUT)(ack=ack_shortcut, lazy=[run_shortcut])
 
     @app.event("file_deleted")
     def on_file_deleted(event: dict[str, Any]) -> None:

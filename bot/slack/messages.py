@@ -83,6 +83,8 @@ MODE_DESCRIPTIONS = {
     "full": "every picture gets 👀, a reply in its thread with what I found, an annotated copy, then ✅ / ⚠️ / ❌",
     "quiet": "pictures are analysed and searchable; only ✅ / ⚠️ / ❌ reactions, and a reply only when a "
              "picture is flagged or could not be analysed",
+    "on-demand": "nothing until someone asks: react with 🔍, use the message's *Analyse images* shortcut or "
+                 "mention @imgbot in its thread; then what `full` gives, once",
     "off": "I do nothing here: pictures are not downloaded, stored or searchable",
 }
 
@@ -120,6 +122,15 @@ def mode_needs_membership() -> str:
 
 def mode_needs_channel() -> str:
     return "Modes are set per channel: run `/imgbot mode quiet` in the channel itself."
+
+
+def nothing_to_analyse() -> str:
+    return "That message has no pictures for me to analyse. Ask on a message with an image in it."
+
+
+def off_here() -> str:
+    return ("imgbot is off in this channel, so I leave its pictures alone. "
+            "A member can change that: `/imgbot mode full`.")
 
 
 def mode_set_not_announced() -> str:

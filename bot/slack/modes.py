@@ -1,7 +1,7 @@
 """``/imgbot``: each channel's mode, set by its members, and help. Listeners only: the mode is the core's.
 
     /imgbot [help]            the channel's mode, what each mode does, the other commands (private)
-    /imgbot mode quiet        set this channel's mode (full, quiet, off); members only; announced in one line
+    /imgbot mode quiet        set this channel's mode (full, quiet, on-demand, off); members only; announced
 
 The command is acknowledged at once; help and malformed commands are answered in the
 acknowledgement, everything that needs Slack or the database in a lazy listener.

@@ -5,7 +5,7 @@ Revises: 0005
 Create Date: 2026-12-05
 
 ``channel_settings`` holds the mode a channel's members chose with ``/imgbot mode …``
-(``full``, ``quiet`` or ``off``), who chose it and when. Every process reads it for each
+(``full``, ``quiet``, ``on-demand`` or ``off``), who chose it and when. Every process reads it for each
 message, so a change applies at once without a restart; channels with no row use
 ``IMGBOT_DEFAULT_MODE``.
 """

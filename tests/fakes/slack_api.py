@@ -352,7 +352,19 @@ class FakeSlack:
         return self._messages_between(params, thread=None)
 
     def _api_conversations_replies(self, params: dict[str, Any]) -> dict[str, Any]:
-        return self._messages_between(params, thread=str(params.get("ts")))
+        ts = str(params.get("ts"))
+        with self._lock:  # a reply's ts names its whole thread, as in Slack
+            reply = next((m for m in self.messages.get(str(params.get("channel")), []) if m.get("ts") == ts), None)
+        thread = str(reply["thread_ts"]) if reply is not None and reply.get("thread_ts") else ts
+        return self._messages_between(params, thread=thread)
+
+    def _api_chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel, user = str(params.get("channel")), str(params.get("user"))
+        if channel not in self.channels:
+            return {"ok": False, "error": "channel_not_found"}
+        if channel not in self.memberships.get(user, []):
+            return {"ok": False, "error": "user_not_in_channel"}
+        return {"ok": True, "message_ts": self.new_ts()}
 
     def _messages_between(self, params: dict[str, Any], thread: str | None) -> dict[str, Any]:
         channel = str(params.get("channel"))
