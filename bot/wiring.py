@@ -124,6 +124,21 @@ class Core:
                 log.warning("image=%s stored copy %s not deleted: %s", image_id, key, err.detail)
         return [image_id for image_id, _ in orphaned]
 
+    def home_summary(self, channels: Collection[str]) -> HomeSummary:
+        """What the App Home shows a user: counts over the images posted in ``channels`` only."""
+        from db import channel_stats, queries
+
+        visible = sorted(set(channels))
+        week = self.search("last 7d", channels=visible, per_page=1) if visible else None
+        with self.database.transaction() as session:
+            totals = channel_stats.totals(session, visible, label_floor=int(self.settings.label_min_confidence),
+                                          moderation_floor=int(self.settings.moderation_min_confidence))
+            awaiting = queries.flagged_awaiting_review(session, visible, self.settings.moderation_min_confidence)
+        top = sorted(totals.labels.items(), key=lambda item: (-item[1], item[0]))[:5]
+        return HomeSummary(analysed=totals.analysed, analysed_this_week=week.total if week else 0,
+                           week_is_estimate=bool(week and week.total_is_estimate), top_labels=tuple(top),
+                           awaiting_review=awaiting)
+
     def channel_mode(self, channel_id: str) -> str:
         """What imgbot does in ``channel_id``: the mode its members set, else IMGBOT_DEFAULT_MODE."""
         from db import channel_settings
@@ -206,6 +221,15 @@ class Core:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class HomeSummary:
+    analysed: int
+    analysed_this_week: int
+    week_is_estimate: bool  # "1,000+": searches count to their cap
+    top_labels: tuple[tuple[str, int], ...]
+    awaiting_review: int
 
 
 def build_core(settings: Settings, *, storage: Storage | None = None,

@@ -383,6 +383,24 @@ def _refresh_last_seen(session: Session, image_ids: list[int]) -> None:
     )
 
 
+def flagged_awaiting_review(session: Session, channels: Sequence[str], moderation_min_confidence: float,
+                            cap: int = 1000) -> int:
+    """Flagged images with a live post in ``channels`` that no moderator has decided on (counted up to ``cap``)."""
+    if not channels:
+        return 0
+    sightings = SIGHTINGS.c
+    posted = select(sightings.image_id).where(sightings.channel_id.in_(list(channels)), sightings.deleted_at.is_(None))
+    decided = select(models.ModerationDecision.image_id)
+    flagged = (
+        select(IMAGES.c.id)
+        .where(IMAGES.c.status == "done", IMAGES.c.max_moderation_confidence >= moderation_min_confidence,
+               IMAGES.c.id.in_(posted), IMAGES.c.id.not_in(decided))
+        .limit(cap)
+        .subquery()
+    )
+    return int(session.execute(select(func.count()).select_from(flagged)).scalar_one())
+
+
 def record_moderation_decision(session: Session, image_id: int, decision: str, user_id: str, now: datetime) -> None:
     if decision not in ("confirmed", "dismissed"):
         raise ValueError(f"unknown moderation decision {decision!r}")

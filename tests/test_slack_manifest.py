@@ -29,7 +29,9 @@ def test_the_manifest_asks_for_exactly_the_scopes_the_bot_uses(manifest: dict) -
 def test_the_manifest_subscribes_to_the_events_the_listeners_handle(manifest: dict) -> None:
     assert sorted(manifest["settings"]["event_subscriptions"]["bot_events"]) == sorted([
         "message.channels", "message.groups", "file_shared", "file_deleted", "reaction_added", "app_mention",
+        "app_home_opened",
     ])
+    assert manifest["features"]["app_home"]["home_tab_enabled"] is True
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
 
 

@@ -202,3 +202,33 @@ def test_in_a_full_channel_asking_again_reposts_nothing(app: Harness) -> None:
     time.sleep(0.7)
 
     assert len(thread_posts(app, ts)) == 1 and app.analyzer.calls == 1
+
+
+# -- App Home -------------------------------------------------------------------------------------------
+
+
+def home_of(app: Harness, user: str) -> dict:
+    app.event({"type": "app_home_opened", "user": user, "channel": "D0HOME0001", "tab": "home",
+               "event_ts": f"{time.time():.6f}"})
+    published = app.slack.wait_for("views.publish", where=lambda c: c.params.get("user_id") == user)[-1]
+    view = published.params["view"]
+    return json.loads(view) if isinstance(view, str) else view
+
+
+def test_the_home_tab_counts_only_the_users_channels_and_shows_their_modes(app: Harness) -> None:
+    cat, secret = make_image(), make_image()
+    app.analyzer.script(cat, labels=[("Cat", 98.0)])
+    app.analyzer.script(secret, labels=[("Prototype", 97.0)], moderation=[("Violence", 90.0)])
+    app.replies(app.post_images(cat)[0])
+    app.replies(app.post_images(secret, channel=PRIVATE)[0])
+    set_mode(app, "quiet")
+
+    alice = json.dumps(home_of(app, ALICE))
+    bob = json.dumps(home_of(app, BOB))  # Bob is not in the private channel
+
+    assert "*2* images analysed" in alice and "Prototype" in alice and f"<#{PRIVATE}>" in alice
+    assert "*1* images analysed" in bob and "*1* in the last 7 days" in bob and "Cat (1)" in bob
+    assert f"<#{PUBLIC}>: quiet" in bob
+    assert PRIVATE not in bob and "Prototype" not in bob
+    assert "await review" in alice and "await review" not in bob  # Alice is in the moderation channel
+    assert "/imgsearch" in bob

@@ -356,6 +356,31 @@ def moderation_notice(record: ImageRecord, *, channel_id: str, permalink: str | 
     return truncate(fallback, MAX_FALLBACK_TEXT), blocks
 
 
+def home_view(*, summary: Any, channels: Sequence[tuple[str, str]], show_review: bool,
+              moderation_channel: str | None) -> Block:
+    """The App Home of one user: their channels' counts and modes, never another channel's."""
+    week = f"{summary.analysed_this_week:,}" + ("+" if summary.week_is_estimate else "")
+    rows: list[Block] = [
+        header("imgbot"),
+        section(f"*{summary.analysed:,}* images analysed in your channels, *{week}* in the last 7 days."),
+    ]
+    if summary.top_labels:
+        labels = ", ".join(f"{escape(name)} ({count:,})" for name, count in summary.top_labels)
+        rows.append(section(f"*Top labels:* {labels}"))
+    if show_review:
+        where = f" in <#{moderation_channel}>" if moderation_channel else ""
+        rows.append(section(f"*{summary.awaiting_review:,}* flagged images await review{where}."))
+    rows.append(divider())
+    if channels:
+        listed = "\n".join(f"• <#{channel_id}>: {mode}" for channel_id, mode in channels)
+        rows.append(section(f"*Your channels with imgbot* (change with `/imgbot mode …` there):\n{listed}"))
+    else:
+        rows.append(section("imgbot is in none of your channels yet: `/invite @imgbot` in one."))
+    rows.append(context("Try `/imgsearch label:dog last 7d`, `/imgsearch text:\"50% off\"`, "
+                        "`/imgsearch unsafe in:#marketing` or `/imgreport this month`."))
+    return {"type": "home", "blocks": rows}
+
+
 def moderation_decided(previous_blocks: Sequence[Block], *, decision: str, user_id: str,
                        decided_at: datetime) -> list[Block]:
     """The notice after a moderator's click: the buttons give way to who decided and when."""

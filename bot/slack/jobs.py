@@ -164,6 +164,14 @@ class SlackJobs:
     def set_bot_user_id(self, user_id: str | None) -> None:
         self._bot_user_id = user_id
 
+    @property
+    def bot_user_id(self) -> str | None:
+        return self._bot_user_id
+
+    def run_light(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn`` after the ack on the small pool for quick Slack chores (a Home tab, a look-up)."""
+        self._submit_light(fn, *args)
+
     def _later(self, delay: float, fn: Callable[[], None]) -> None:
         if self._scheduler is None:  # not started (unit tests): run on a timer thread
             timer = threading.Timer(delay, fn)

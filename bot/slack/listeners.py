@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.core.search import QUERY_HELP
 from bot.errors import ImgbotError
-from bot.slack import blocks, messages, modes
+from bot.slack import blocks, home, messages, modes
 from bot.slack.jobs import SlackJobs
 from bot.slack.memberships import MembershipCache
 from bot.wiring import Core
@@ -101,6 +101,12 @@ def register(app: App, core: Core, jobs: SlackJobs, memberships: MembershipCache
                             message=message, answer=answer)
 
     app.message_shortcut(ANALYZE_SHORTCUT)(ack=ack_shortcut, lazy=[run_shortcut])
+
+    @app.event("app_home_opened")
+    def on_app_home_opened(event: dict[str, Any], body: dict[str, Any], client: WebClient) -> None:
+        if event.get("tab", "home") == "home" and event.get("user"):
+            jobs.run_light(home.publish_home, core, client, memberships, str(event["user"]), body.get("team_id"),
+                           jobs.bot_user_id)
 
     @app.event("file_deleted")
     def on_file_deleted(event: dict[str, Any]) -> None:

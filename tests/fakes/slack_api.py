@@ -139,7 +139,7 @@ class FakeSlack:
         self.channels[channel_id] = {"id": channel_id, "name": name, "is_channel": not private,
                                      "is_group": private, "is_private": private, "is_archived": False,
                                      "is_member": True, "created": 1700000000, "name_normalized": name}
-        for user in members:
+        for user in (*members, self.bot_user_id):  # the bot is a member of every channel it is told of
             self.memberships.setdefault(user, [])
             if channel_id not in self.memberships[user]:
                 self.memberships[user].append(channel_id)
@@ -357,6 +357,14 @@ class FakeSlack:
             reply = next((m for m in self.messages.get(str(params.get("channel")), []) if m.get("ts") == ts), None)
         thread = str(reply["thread_ts"]) if reply is not None and reply.get("thread_ts") else ts
         return self._messages_between(params, thread=thread)
+
+    def _api_views_publish(self, params: dict[str, Any]) -> dict[str, Any]:
+        view = params.get("view")
+        if isinstance(view, str):
+            view = json.loads(view)
+        if not params.get("user_id") or not isinstance(view, dict) or view.get("type") != "home":
+            return {"ok": False, "error": "invalid_arguments"}
+        return {"ok": True, "view": {"id": "V0HOME0001", **view}}
 
     def _api_chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
         channel, user = str(params.get("channel")), str(params.get("user"))
