@@ -1,11 +1,8 @@
 """Delivery of the work after the ack: when each claimed Slack message is worked on, and by whom.
 
-    listener (after ack) ──claim (channel, ts)──► pool (IMGBOT_CONCURRENCY threads)
-                                                   ├─ 👀, files.info for stubs, download (token to Slack only)
-                                                   ├─ core.ingest per image (store, analyse, persist)
-                                                   ├─ one threaded reply, then the claim is marked replied
-                                                   ├─ annotated copies (files_upload_v2), moderation notice
-                                                   └─ ✅ / ⚠️ / ❌
+    listener (after ack) ──claim (channel, ts)──► pool ──► MessageHandler.process (bot/slack/handling.py)
+        not claimed in an ``off`` channel, nor in an ``on-demand`` one until someone asks
+        (``accept_request``: a 🔍 reaction, the shortcut, a mention); the claim makes each message once
     scheduler thread: delayed file_shared look-ups, retries with back-off, a periodic sweep
     lease keeper thread: renews the lease of every claim this process is working on
 
