@@ -196,7 +196,8 @@ class Core:
                 session, parsed, query_text=query, channels=channels, title=title or "imgbot report",
                 label_min_confidence=self.settings.label_min_confidence,
                 moderation_min_confidence=self.settings.moderation_min_confidence,
-                now=_now(), full_records=full_records, side_session=self.database.transaction,
+                now=_now(), full_records=full_records,
+                side_session=self.database.transaction if self.database.shared_between_connections else None,
             )
 
     def render_report(self, data: ReportData, fmt: str = "md") -> str:

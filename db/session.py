@@ -43,6 +43,11 @@ class Database:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    @property
+    def shared_between_connections(self) -> bool:
+        """False for an in-memory SQLite database: each connection would see an empty database of its own."""
+        return not (self.dialect == "sqlite" and self.url.database in (None, "", ":memory:"))
+
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session whose work is committed on success and rolled back on error."""

@@ -91,3 +91,19 @@ def test_a_report_over_channels_counts_an_image_in_several_of_them_once(
     assert [(c.name, c.images) for c in fast.top_labels] == [(c.name, c.images) for c in counted.top_labels]
     assert [(c.name, c.images) for c in fast.top_labels] == [("Cat", 2), ("Dog", 1)]
     assert core.report("", channels=["C0TWO"]).totals.images == 2
+
+
+def test_a_report_on_an_in_memory_database_counts_on_its_one_connection(tmp_path: Any) -> None:
+    from bot.config import Settings
+    from bot.storage.memory import MemoryStorage
+    from bot.wiring import build_core
+
+    analyzer = FakeAnalyzer()
+    core = build_core(Settings(database_url="sqlite:///:memory:"), storage=MemoryStorage(),
+                      analyzer_factory=lambda: analyzer)
+    post(core, make_image(), "C0ONE", "9.1", "F9")
+
+    data = core.report("", channels=["C0ONE"])
+
+    assert core.database.shared_between_connections is False
+    assert data.totals is not None and data.totals.images == 1 and len(data.images) == 1
