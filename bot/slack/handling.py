@@ -10,7 +10,6 @@ delivery tries again later) or what it did (``replied``, ``no-images``…), and 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -65,7 +64,6 @@ class MessageHandler:
     pending_wait: float = 120.0
     cache_ttl: float = 3600.0
     _names: dict[str, _Cached] = field(default_factory=dict, init=False, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     # -- processing one message -------------------------------------------------------------
 
