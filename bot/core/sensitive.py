@@ -1,0 +1,200 @@
+"""Secrets and personal data in the text read from an image, found and masked.
+
+Groundwork for sensitive-data handling: the detectors and the masks. Nothing in the pipeline
+calls this module yet.
+
+Screenshots show API keys, tokens, card numbers and email addresses. The text reader
+gives lines and words, and OCR splits and misreads them: a key comes back as
+``AKIA IOSF ODNN 7EXA MPLE`` or broken over two lines. So the detectors look at *windows of
+consecutive tokens* across the lines in reading order, joined without spaces: a window
+that is exactly a key is found however the reader cut it, while a key-like run inside
+a longer word (``xAKIA…``) is not, since a window starts and ends at token edges.
+
+The secret patterns come from detect-secrets (AWS access key ids, Slack tokens and
+webhooks, GitHub tokens, Stripe live keys, private-key blocks, JSON Web Tokens), with
+what it lacks added here: AWS secret access keys next to their name, Google API keys,
+and ``password: …`` pairs. Personal data: email addresses, phone numbers (parsed by
+``phonenumbers``), payment card numbers that pass the Luhn check, IBANs that pass their
+mod-97 check. A finding keeps its kind, a masked form (never the value) and where it was.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import phonenumbers
+from detect_secrets.plugins.aws import AWSKeyDetector
+from detect_secrets.plugins.github_token import GitHubTokenDetector
+from detect_secrets.plugins.private_key import PrivateKeyDetector
+from detect_secrets.plugins.slack import SlackDetector
+from detect_secrets.plugins.stripe import StripeDetector
+
+from bot.core.types import TextDetection
+
+Category = Literal["secret", "pii"]
+
+#: The most tokens one window joins: a 40-character key read as 4-character chunks is 10.
+MAX_WINDOW = 12
+_EDGE_PUNCTUATION = "\"'`,;()[]{}<>"
+_ASSIGNMENT = re.compile(r"=|:(?!//)")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One secret or piece of personal data: its kind and a masked form, never the value itself."""
+
+    category: Category
+    kind: str
+    masked: str
+    line_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _Token:
+    text: str
+    line_id: int
+
+
+# -- secrets ------------------------------------------------------------------------------------------
+
+
+def _whole(pattern: re.Pattern[str]) -> re.Pattern[str]:
+    return re.compile(f"(?:{pattern.pattern})", pattern.flags)
+
+
+#: (kind, pattern a whole window must match). detect-secrets' own patterns first.
+_TOKEN_SECRETS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("aws-access-key", _whole(AWSKeyDetector.denylist[0])),
+    ("slack-token", _whole(SlackDetector.denylist[0])),
+    ("slack-webhook", _whole(SlackDetector.denylist[1])),
+    ("github-token", _whole(GitHubTokenDetector.denylist[0])),
+    ("stripe-live-key", _whole(StripeDetector.denylist[0])),
+    # detect-secrets' JWT pattern also takes a bare "eyJ…" header; a token needs all three parts.
+    ("jwt", re.compile(r"eyJ[A-Za-z0-9_=-]{8,}\.eyJ[A-Za-z0-9_=-]{8,}\.[A-Za-z0-9_.+/=-]{8,}")),
+    ("google-api-key", re.compile(r"AIza[0-9A-Za-z_-]{35}")),
+)
+_PRIVATE_KEY = re.compile("|".join(re.escape(p.pattern) for p in PrivateKeyDetector.denylist))
+#: ``aws_secret_access_key = …`` (any separator): 40 characters of base64 after the name.
+_AWS_SECRET = re.compile(r"aws.{0,20}?secret.{0,20}?[:=]\s*[\"']?([0-9A-Za-z/+]{40})(?![0-9A-Za-z/+])",
+                         re.IGNORECASE)
+_BARE_AWS_SECRET = re.compile(r"[0-9A-Za-z/+]{40}")
+_PASSWORD = re.compile(r"\b(?:password|passwd|pwd|passphrase|pass)\s*[:=]\s*(\S{4,})", re.IGNORECASE)
+
+
+# -- personal data ------------------------------------------------------------------------------------
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+_CARD = re.compile(r"(?<![0-9])(?:[0-9][ -]?){12,18}[0-9](?![0-9])")
+_IBAN = re.compile(r"\b[A-Z]{2}[0-9]{2}(?:[ ]?[A-Z0-9]){11,30}\b")
+
+
+def luhn_ok(digits: str) -> bool:
+    """The Luhn checksum of a card number (digits only)."""
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        number = int(char)
+        if index % 2 == 1:
+            number = number * 2 - 9 if number > 4 else number * 2
+        total += number
+    return total % 10 == 0
+
+
+def iban_ok(iban: str) -> bool:
+    """The ISO 13616 mod-97 check of an IBAN (spaces ignored)."""
+    compact = iban.replace(" ", "").upper()
+    if not 15 <= len(compact) <= 34:
+        return False
+    rearranged = compact[4:] + compact[:4]
+    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+
+
+# -- masks --------------------------------------------------------------------------------------------
+
+
+def mask(kind: str, value: str) -> str:
+    """A form of ``value`` that names it without giving it away."""
+    compact = value.replace(" ", "")
+    if kind == "card":
+        return f"•••• {re.sub(r'[^0-9]', '', compact)[-4:]}"
+    if kind == "iban":
+        return f"{compact[:2]}•• •••• {compact[-4:]}"
+    if kind == "email":
+        local, _, domain = compact.partition("@")
+        return f"{local[:1]}•••@{domain}"
+    if kind == "phone":
+        digits = re.sub(r"[^0-9]", "", compact)
+        return f"•••• {digits[-2:]}"
+    if kind in {"password", "private-key"} or len(compact) < 12:
+        return "••••"
+    return f"{compact[:4]}…{compact[-4:]}"
+
+
+# -- finding ------------------------------------------------------------------------------------------
+
+
+def _tokens(lines: Sequence[TextDetection]) -> list[_Token]:
+    tokens = []
+    for line in lines:
+        for word in line.text.split():
+            for part in _ASSIGNMENT.split(word):  # NAME=value and key:value hold two tokens
+                cleaned = part.strip(_EDGE_PUNCTUATION)
+                if cleaned:
+                    tokens.append(_Token(cleaned, line.id))
+    return tokens
+
+
+def _windows(tokens: Sequence[_Token]) -> Iterator[tuple[str, tuple[int, ...]]]:
+    """(joined text, line ids) of every window of up to ``MAX_WINDOW`` consecutive tokens."""
+    for start in range(len(tokens)):
+        joined = ""
+        for end in range(start, min(len(tokens), start + MAX_WINDOW)):
+            joined += tokens[end].text
+            yield joined, tuple(sorted({t.line_id for t in tokens[start:end + 1]}))
+
+
+def find_sensitive(detections: Sequence[TextDetection]) -> list[Finding]:
+    """Every secret and piece of personal data in the LINEs of ``detections``, each once."""
+    lines = [d for d in detections if d.kind == "LINE"]
+    found: dict[tuple[str, str], Finding] = {}
+
+    def add(category: Category, kind: str, value: str, line_ids: tuple[int, ...]) -> None:
+        key = (kind, re.sub(r"\s", "", value))
+        if key not in found:
+            found[key] = Finding(category, kind, mask(kind, value), line_ids)
+
+    tokens = _tokens(lines)
+    for joined, line_ids in _windows(tokens):
+        for kind, pattern in _TOKEN_SECRETS:
+            if pattern.fullmatch(joined):
+                add("secret", kind, joined, line_ids)
+    texts: list[tuple[str, tuple[int, ...]]] = [(line.text, (line.id,)) for line in lines]
+    texts += [(f"{a.text} {b.text}", (a.id, b.id)) for a, b in zip(lines, lines[1:], strict=False)]
+    for text, line_ids in texts:
+        if _PRIVATE_KEY.search(text):
+            add("secret", "private-key", "private key", line_ids)
+        for match in _AWS_SECRET.finditer(text):
+            add("secret", "aws-secret-key", match.group(1), line_ids)
+        for match in _PASSWORD.finditer(text):
+            add("secret", "password", match.group(1), line_ids)
+        for match in _EMAIL.finditer(text):
+            add("pii", "email", match.group(0), line_ids)
+        for match in _CARD.finditer(text):
+            digits = re.sub(r"[^0-9]", "", match.group(0))
+            if 13 <= len(digits) <= 19 and luhn_ok(digits):
+                add("pii", "card", digits, line_ids)
+        for match in _IBAN.finditer(text):
+            if iban_ok(match.group(0)):
+                add("pii", "iban", match.group(0), line_ids)
+        for number in phonenumbers.PhoneNumberMatcher(text, "US"):
+            digits = re.sub(r"[^0-9]", "", number.raw_string)
+            if not any(kind == "card" and digits in value for kind, value in found):
+                add("pii", "phone", number.raw_string, line_ids)
+    if any(kind == "aws-access-key" for kind, _ in found):  # a key id on screen: its secret is the 40 next to it
+        for joined, line_ids in _windows(tokens):
+            if len(joined) == 40 and _BARE_AWS_SECRET.fullmatch(joined) and any(c in joined for c in "/+") \
+                    and ("aws-secret-key", joined) not in found:
+                add("secret", "aws-secret-key", joined, line_ids)
+    return list(found.values())
