@@ -91,6 +91,18 @@ def test_admission_is_re_entrant_within_a_thread() -> None:
     assert flow.in_flight == 0
 
 
+def test_a_download_larger_than_announced_counts_its_real_size() -> None:
+    flow = FlowControl(rate=None, cap=10, budget_bytes=10 * MB)
+    admitted = threading.Event()
+
+    with flow.admit(0), flow.admit(8 * MB):  # a Slack file without a size, then its 8 MB of bytes
+        waiter = threading.Thread(target=lambda: _admit_and_signal(flow, MB, admitted))
+        waiter.start()
+        assert not admitted.wait(0.3)  # 8 MB + its 5 MB copy already hold the budget
+    assert admitted.wait(5)
+    waiter.join(5)
+
+
 def test_waits_for_the_rate_limit_are_not_counted_as_time_per_image() -> None:
     now = [100.0]
     flow = FlowControl(rate=10, cap=100, budget_bytes=MB, clock=lambda: now[0])

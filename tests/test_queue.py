@@ -131,7 +131,7 @@ def test_a_stop_waits_only_for_the_short_poll_in_progress() -> None:
     stop.set()
     runner.join(10)
 
-    assert not runner.is_alive() and time.monotonic() - stopped_at < 2.5
+    assert not runner.is_alive() and time.monotonic() - stopped_at < 5.0  # a 2 s poll, not a 20 s one
 
 
 def test_a_job_still_running_when_the_worker_stops_is_handed_back_at_once() -> None:
@@ -375,7 +375,7 @@ def test_imgbot_worker_stops_within_seconds_of_sigterm_mid_poll(aws: str, tmp_pa
             worker.kill()
 
     assert worker.returncode == 0
-    assert took < 3.0, (tmp_path / "worker.log").read_text()
+    assert took < 5.0, (tmp_path / "worker.log").read_text()  # it took 11-12 s with 20 s long polls
 
 
 # -- imgbot serve and imgbot worker with a queue ----------------------------------------------------

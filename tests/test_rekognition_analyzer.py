@@ -430,7 +430,7 @@ def test_the_analysis_says_how_long_it_waited_for_its_turn(fake: FakeRekognition
         analyzer.analyze(prepared(png()))
         second = analyzer.analyze(prepared(png(colour=(0, 0, 255))))
 
-    assert second.paced_seconds == pytest.approx(1 / 2 * 1.02, abs=0.1)
+    assert 0.2 < second.paced_seconds <= 1 / 2 * 1.02 + 0.01  # it waited its turn, and only that long
 
 
 def test_persistent_throttling_is_a_retryable_analyzer_error(

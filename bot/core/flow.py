@@ -45,7 +45,6 @@ SMOOTHING = 0.1
 class _Admission:
     charge: int
     granted_at: float
-    depth: int = 1
 
 
 class FlowControl:
@@ -124,11 +123,12 @@ class FlowControl:
         """Hold a slot (and the image's bytes in the budget) for the ``with`` block; waits until both are free."""
         admission: _Admission | None = getattr(self._local, "admission", None)
         if admission is not None:  # already admitted by this thread (before a download, say)
-            admission.depth += 1
-            try:
-                yield
-            finally:
-                admission.depth -= 1
+            extra = self.charge_for(max(0, byte_size)) - admission.charge
+            if extra > 0:  # the download was larger than announced: its bytes count now
+                with self._condition:
+                    self._bytes += extra
+                admission.charge += extra
+            yield
             return
         charge = self.charge_for(max(0, byte_size))
         with self._condition:
