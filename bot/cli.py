@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,7 +22,7 @@ import click
 
 from bot import __version__
 from bot.config import SETTINGS, Settings, load_dotenv_file
-from bot.core.types import IngestResult, Source
+from bot.core.types import Finding, IngestResult, Source
 from bot.errors import ConfigError, ImgbotError, QuerySyntaxError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jfif", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".heic", ".heif",
@@ -72,7 +72,8 @@ def _setup_logging(settings: Settings, *, quiet_console: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "alembic"):
+    # Their DEBUG lines hold request and response bodies (text read from images, tokens): never below WARNING.
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "alembic", "slack_sdk"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
@@ -139,10 +140,14 @@ def _analyse_files(core: Any, files: list[Path], show_bar: bool) -> int:
     counts = {"done": 0, "reused": 0, "failed": 0, "pending": 0, "resumed": 0}
     failures: list[tuple[str, str]] = []
 
+    sensitive: list[IngestResult] = []
+
     def tally(result: IngestResult) -> None:
         counts[result.outcome] += 1
         if result.outcome == "failed":
             failures.append((_name_of(result), result.reason or "unknown reason"))
+        if result.sensitive:
+            sensitive.append(result)
 
     resumed = core.finish_pending()
     for result in resumed:
@@ -169,6 +174,8 @@ def _analyse_files(core: Any, files: list[Path], show_bar: bool) -> int:
                 f" labels={result.labels} text_lines={result.text_lines} flagged={'yes' if result.flagged else 'no'}"
             )
             click.echo(f"{result.outcome:7} id={result.image_id} {_name_of(result)}{detail}")
+            for line in _finding_lines(result.sensitive):
+                click.echo(f"        {line}")
 
         core.ingest_many(items, on_result=on_plain)
 
@@ -188,9 +195,19 @@ def _analyse_files(core: Any, files: list[Path], show_bar: bool) -> int:
                    f"({analysed_rate / bound:.0%}; the {core.analyzer.name} quota per API, IMGBOT_REKOGNITION_TPS); "
                    f"up to {core.flow.target()} images in flight at the end, "
                    f"{core.flow.seconds_per_image:.2f} s each")
+    if sensitive:
+        click.echo(f"sensitive data in {len(sensitive)} images (masked; `imgbot search has:secret` lists them):")
+        for result in sorted(sensitive, key=lambda r: r.image_id or 0):
+            click.echo(f"  id={result.image_id} {_name_of(result)}: "
+                       + "; ".join(_finding_lines(result.sensitive)))
     for name, reason in failures:
         click.echo(f"failed: {name}: {reason}", err=True)
     return counts["failed"]
+
+
+def _finding_lines(found: Iterable[Finding]) -> list[str]:
+    """``⚠ secret aws-access-key AKIA…MPLE``: kinds and masks only, never a value."""
+    return [f"⚠ {f.category} {f.kind} {f.masked}" for f in found]
 
 
 def _name_of(result: IngestResult) -> str:
@@ -239,6 +256,8 @@ def search(query: tuple[str, ...], limit: int, page: int, as_json: bool) -> None
             when = hit.sighting.seen_at.strftime("%Y-%m-%d") if hit.sighting else "-"
             snippet = f'  “{hit.snippet}”' if hit.snippet else ""
             flag = "  ⚠ flagged" if image.is_flagged(settings.moderation_min_confidence) else ""
+            kinds = sorted({f"{f.category}:{f.kind}" for f in image.sensitive})
+            flag += f"  ⚠ {', '.join(kinds)}" if kinds else ""
             click.echo(f"#{image.id}  {when}  {where}  {labels or '(no labels)'}{snippet}{flag}")
         shown = (result.page - 1) * result.per_page + len(result.hits)
         more = f"; next: --page {result.page + 1}" if result.has_more else ""
@@ -316,6 +335,10 @@ def show(id_or_sha256: str, as_json: bool) -> None:
             click.echo(f"  moderator: {d.decision} by {d.user_id} at {d.decided_at:%Y-%m-%d %H:%M}")
         if record.faces:
             click.echo(f"  faces: {len(record.faces)}")
+        if record.sensitive:
+            click.echo("  sensitive data (masked):")
+            for line in _finding_lines(record.sensitive):
+                click.echo(f"    {line}")
     core.database.dispose()
 
 
@@ -377,6 +400,45 @@ def db_upgrade() -> None:
     after = current_revision(database.engine)
     database.dispose()
     click.echo(f"database at {after} (head {head_revision()})" + ("" if before == after else f", was {before}"))
+
+
+@cli.command("rescan-text")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+@handle_errors
+def rescan_text(progress: bool | None) -> None:
+    """Look for secrets and personal data in the text of every analysed image again, and mask them.
+
+    For images analysed before a change to the detectors (``imgbot db upgrade`` does it once for
+    images analysed before findings existed). Adds findings, never removes them; with
+    IMGBOT_TEXT_INSIGHTS=comprehend it also asks Comprehend. Safe to run again.
+    """
+    from db.rescan import count_with_text
+    from db.rescan import rescan_text as rescan
+
+    settings = _load_settings()
+    show_bar = sys.stderr.isatty() if progress is None else progress
+    _setup_logging(settings, quiet_console=show_bar)
+    core = _core(settings)
+    with core.database.engine.connect() as connection:
+        total = count_with_text(connection)
+    with core.database.engine.begin() as connection:
+        if show_bar:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            with Progress(TextColumn("[bold]rescanning"), BarColumn(), MofNCompleteColumn()) as bar:
+                task = bar.add_task("rescan", total=total)
+                summary = rescan(connection, pii=core.pii_detector,
+                                 on_image=lambda _id, _added: bar.update(task, advance=1))
+        else:
+            summary = rescan(connection, pii=core.pii_detector)
+    if core.database.engine.dialect.name == "sqlite":
+        with core.database.engine.connect() as connection:  # the masked pages replace the old ones in the file
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    click.echo(f"rescanned {summary.images} images with text: {summary.changed} masked, "
+               f"{summary.findings} findings added"
+               + (f", {summary.insight_failures} not read by Comprehend (run again)" if summary.insight_failures
+                  else ""))
+    core.database.dispose()
 
 
 @db.command("current")

@@ -74,6 +74,17 @@ def _mode(value: str) -> str:
     return mode
 
 
+#: Who looks for personal data besides imgbot's own detectors (IMGBOT_TEXT_INSIGHTS).
+TEXT_INSIGHTS = ("none", "comprehend")
+
+
+def _insights(value: str) -> str:
+    chosen = value.strip().lower() or "none"
+    if chosen not in TEXT_INSIGHTS:
+        raise ValueError(f"expected none or comprehend, got {value!r}")
+    return chosen
+
+
 def _optional(value: str) -> str | None:
     return value or None
 
@@ -143,6 +154,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 lambda value: value.strip().strip(":") or "mag"),
     SettingSpec("IMGBOT_MODERATION_CHANNEL", "moderation_channel", "",
                 "Slack channel id where flagged images are posted for review (empty: none).", _optional),
+    SettingSpec("IMGBOT_SECURITY_CHANNEL", "security_channel", "",
+                "Slack channel id told (with a link, never the value) when an image seems to show a secret or "
+                "a card number (empty: only the image's thread is warned).", _optional),
+    SettingSpec("IMGBOT_TEXT_INSIGHTS", "text_insights", "none",
+                "Personal data found besides imgbot's own detectors: none, or comprehend (Amazon Comprehend's "
+                "DetectPiiEntities on the text, secrets masked first: names, addresses…; billed per request).",
+                _insights),
     SettingSpec("SLACK_BOT_TOKEN", "slack_bot_token", "",
                 "Bot token (xoxb-…) of the Slack app.", _optional),
     SettingSpec("SLACK_SIGNING_SECRET", "slack_signing_secret", "",
@@ -179,6 +197,8 @@ class Settings:
     default_mode: str = "full"
     trigger_reaction: str = "mag"
     moderation_channel: str | None = None
+    security_channel: str | None = None
+    text_insights: str = "none"
     slack_bot_token: str | None = None
     slack_signing_secret: str | None = None
     slack_app_token: str | None = None

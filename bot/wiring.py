@@ -16,7 +16,7 @@ from pathlib import Path
 from bot.config import Settings
 from bot.core.flow import FlowControl
 from bot.core.pipeline import Pipeline
-from bot.core.ports import Analyzer, Storage
+from bot.core.ports import Analyzer, PiiDetector, Storage
 from bot.core.records import ImageRecord, ReportData, SearchPage
 from bot.core.types import IngestResult, Source
 from bot.errors import ImgbotError, NotFound
@@ -36,6 +36,7 @@ class Core:
     _analyzer_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _pipeline: Pipeline | None = field(default=None, init=False, repr=False)
     _flow: FlowControl | None = field(default=None, init=False, repr=False)
+    _pii_detector: PiiDetector | None = field(default=None, init=False, repr=False)
 
     @property
     def analyzer(self) -> Analyzer:
@@ -64,11 +65,23 @@ class Core:
         return built
 
     @property
+    def pii_detector(self) -> PiiDetector | None:
+        """Amazon Comprehend with IMGBOT_TEXT_INSIGHTS=comprehend (built on first use), else None."""
+        if self.settings.text_insights != "comprehend":
+            return None
+        with self._analyzer_lock:
+            if self._pii_detector is None:
+                from bot.analyzers.comprehend import ComprehendPii
+
+                self._pii_detector = ComprehendPii(self.settings)
+            return self._pii_detector
+
+    @property
     def pipeline(self) -> Pipeline:
         if self._pipeline is None:
             self._pipeline = Pipeline(
                 database=self.database, storage=self.storage, analyzer_factory=lambda: self.analyzer,
-                settings=self.settings, flow=self.flow,
+                settings=self.settings, flow=self.flow, pii_detector=lambda: self.pii_detector,
             )
         return self._pipeline
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, Select, Text, any_, bindparam, cast, func, literal_column, select
@@ -18,8 +19,17 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from bot.core.records import ImageRecord, ModerationDecisionRecord, SightingRecord
-from bot.core.types import BoundingBox, Face, FaceLandmark, Label, LabelInstance, ModerationLabel, TextDetection
-from db import models
+from bot.core.types import (
+    BoundingBox,
+    Face,
+    FaceLandmark,
+    Finding,
+    Label,
+    LabelInstance,
+    ModerationLabel,
+    TextDetection,
+)
+from db import findings, models
 
 __all__ = ["load_records"]
 
@@ -116,6 +126,10 @@ def _load_batch(session: Session, ids: list[int], narrow: bool, label_min: float
                                    sighting.user_name, sighting.file_id, sighting.message_ts, sighting.thread_ts,
                                    sighting.permalink, sighting.deleted_at),
                          sighting.image_id, ids, (sighting.seen_at, sighting.id), _sighting)
+    finding = models.SensitiveFinding
+    found = _grouped(session, (finding.category, finding.kind, finding.masked, finding.detector, finding.score,
+                               _raw(finding.line_ids), _raw(finding.boxes)), finding.image_id, ids, (finding.id,),
+                     _finding)
     versions = {} if narrow else _latest_model_versions(session, ids)
     decisions = _latest_decisions(session, ids)
     none: tuple[Any, ...] = ()
@@ -128,6 +142,7 @@ def _load_batch(session: Session, ids: list[int], narrow: bool, label_min: float
             labels=tuple(labels.get(row.id, none)), text=tuple(texts.get(row.id, none)),
             moderation=tuple(flags.get(row.id, none)), faces=tuple(faces.get(row.id, none)),
             sightings=tuple(sightings.get(row.id, none)), moderation_decision=decisions.get(row.id),
+            sensitive=tuple(found.get(row.id, none)),
         )
         for row in images
     }
@@ -182,6 +197,12 @@ def _text(row: Any) -> TextDetection:
         box=BoundingBox.from_dict(_json(row.box)), parent_id=row.parent_id,
         polygon=tuple((float(p[0]), float(p[1])) for p in (_json(row.polygon) or ())),
     )
+
+
+def _finding(row: Any) -> Finding:
+    return findings.to_finding(SimpleNamespace(
+        category=row.category, kind=row.kind, masked=row.masked, detector=row.detector, score=row.score,
+        line_ids=_json(row.line_ids), boxes=_json(row.boxes)))
 
 
 def _flag(row: Any) -> ModerationLabel:

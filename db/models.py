@@ -80,6 +80,8 @@ class Image(Base):
     )
     faces: Mapped[list[Face]] = relationship(cascade="all, delete-orphan")
     runs: Mapped[list[AnalysisRun]] = relationship(cascade="all, delete-orphan", order_by="AnalysisRun.id")
+    sensitive_findings: Mapped[list[SensitiveFinding]] = relationship(
+        cascade="all, delete-orphan", order_by="SensitiveFinding.id")
 
 
 class Sighting(Base):
@@ -180,6 +182,24 @@ class Face(Base):
     landmarks: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     embedding: Mapped[list[float] | None] = mapped_column(JSON)
+
+
+class SensitiveFinding(Base):
+    """A secret or piece of personal data read in an image: its kind and mask, never its value."""
+
+    __tablename__ = "sensitive_findings"
+    # The image id last: has:secret, secret:aws and pii:card are read from the index alone.
+    __table_args__ = (Index("ix_sensitive_findings_category_kind_image_id", "category", "kind", "image_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    category: Mapped[str] = mapped_column(String(16))  # secret | pii
+    kind: Mapped[str] = mapped_column(String(64))
+    masked: Mapped[str] = mapped_column(String(255))
+    detector: Mapped[str] = mapped_column(String(32))
+    score: Mapped[float | None] = mapped_column(Float)
+    line_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    boxes: Mapped[list[dict[str, float]]] = mapped_column(JSON, default=list)
 
 
 class AnalysisRun(Base):

@@ -33,7 +33,7 @@ from bot.core.types import (
     Source,
     TextDetection,
 )
-from db import channel_stats, models
+from db import channel_stats, findings, models
 
 LEASE = timedelta(minutes=10)
 
@@ -43,7 +43,8 @@ SIGHTINGS: Table = models.Sighting.__table__  # type: ignore[assignment]
 RUNS: Table = models.AnalysisRun.__table__  # type: ignore[assignment]
 _RESULT_TABLES: tuple[Table, ...] = tuple(
     model.__table__ for model in (models.Label, models.LabelTerm, models.TextDetection,  # type: ignore[misc]
-                                  models.ModerationLabel, models.Face, models.SearchDocument)
+                                  models.ModerationLabel, models.Face, models.SearchDocument,
+                                  models.SensitiveFinding)
 )
 
 
@@ -267,6 +268,7 @@ def _replace_results(
         (models.SearchDocument.__table__, [  # type: ignore[list-item]
             {"image_id": image_id, "labels": " ".join(sorted(terms)), "text": "\n".join(lines)}
         ]),
+        (findings.TABLE, findings.rows(image_id, analysis.sensitive)),
         (RUNS, [
             {"image_id": image_id, "provider": analysis.provider, "model_versions": dict(analysis.model_versions),
              "outcome": "done", "error": None, "started_at": started_at, "seconds": seconds, "raw": analysis.raw}
@@ -437,7 +439,7 @@ def load_image_records(session: Session, image_ids: Sequence[int]) -> list[Image
         .options(
             selectinload(models.Image.sightings), selectinload(models.Image.labels),
             selectinload(models.Image.text_detections), selectinload(models.Image.moderation_labels),
-            selectinload(models.Image.faces),
+            selectinload(models.Image.faces), selectinload(models.Image.sensitive_findings),
         )
     ).scalars().all()
     by_id = {image.id: image for image in images}
@@ -518,6 +520,7 @@ def _to_record(
         ),
         sightings=tuple(_to_sighting(s) for s in sorted(image.sightings, key=lambda s: s.seen_at)),
         moderation_decision=decision,
+        sensitive=tuple(findings.to_finding(row) for row in image.sensitive_findings),
     )
 
 

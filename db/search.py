@@ -103,6 +103,7 @@ from bot.core.search import (
     Or,
     Query,
     SeenFilter,
+    SensitiveFilter,
     Term,
     TextFilter,
     UnsafeFilter,
@@ -111,7 +112,16 @@ from bot.core.search import (
 )
 from db import channel_stats
 from db.bulk_records import load_records
-from db.models import IMAGE_STATUSES, Image, LabelTerm, ModerationLabel, SearchDocument, Sighting, TextDetection
+from db.models import (
+    IMAGE_STATUSES,
+    Image,
+    LabelTerm,
+    ModerationLabel,
+    SearchDocument,
+    SensitiveFinding,
+    Sighting,
+    TextDetection,
+)
 from db.models import Label as LabelRow
 
 __all__ = ["COUNT_CAP", "REPORT_MAX_IMAGES", "REPORT_TOP_LABELS", "report_data", "search_images"]
@@ -390,6 +400,11 @@ def _condition(term: Term, ctx: _Context, *, top: bool = False) -> ColumnElement
         return _text_match(term.phrase, ctx, exact=True)
     if isinstance(term, UnsafeFilter):
         return _flagged(ctx, term.category)
+    if isinstance(term, SensitiveFilter):
+        if ctx.probe:
+            return ctx.exists(select(SensitiveFinding.image_id).where(
+                SensitiveFinding.image_id == Image.id, *_sensitive(term)))
+        return Image.id.in_(select(SensitiveFinding.image_id).where(*_sensitive(term)))
     if isinstance(term, HasFilter):
         if term.what == "text":
             return Image.text_line_count > 0
@@ -402,6 +417,14 @@ def _condition(term: Term, ctx: _Context, *, top: bool = False) -> ColumnElement
                 LabelTerm.image_id == Image.id, ctx.confident(LabelTerm.confidence)))
         return Image.id.in_(select(LabelTerm.image_id).where(ctx.confident(LabelTerm.confidence)))
     raise TypeError(f"unknown query term {term!r}")  # pragma: no cover - the parser makes only the above
+
+
+def _sensitive(term: SensitiveFilter) -> list[ColumnElement[bool]]:
+    """A finding of the category, and of the kind or a kind it starts (``aws`` → ``aws-secret-key``)."""
+    conditions = [SensitiveFinding.category == term.category]
+    if term.kind:  # the parser allows only [a-z0-9-], so the LIKE pattern holds no wildcard of its own
+        conditions.append(or_(SensitiveFinding.kind == term.kind, SensitiveFinding.kind.like(f"{term.kind}-%")))
+    return conditions
 
 
 def _sightings_match(terms: Sequence[Term], ctx: _Context, *, top: bool) -> ColumnElement[bool]:
@@ -540,6 +563,8 @@ def _driver(term: Term, ctx: _Context) -> list[list[Select[Any]]]:
     if isinstance(term, TextFilter):
         text = _text_driver(term.phrase, ctx)
         return [[text]] if text is not None else []
+    if isinstance(term, SensitiveFilter):  # few images show any: the findings' index lists them
+        return [[select(SensitiveFinding.image_id.label("image_id")).where(*_sensitive(term))]]
     if isinstance(term, UnsafeFilter) or (isinstance(term, HasFilter) and term.what == "moderation"):
         if ctx.dialect != "sqlite":
             return []  # a range on the image row itself, which PostgreSQL's planner reads directly

@@ -17,7 +17,7 @@ from bot.core.records import (
     SightingRecord,
 )
 from bot.core.report import CSV_COLUMNS, FORMATS, render_report
-from bot.core.types import BoundingBox, Label, ModerationLabel, TextDetection
+from bot.core.types import BoundingBox, Finding, Label, ModerationLabel, TextDetection
 
 BOX = BoundingBox(0.1, 0.1, 0.5, 0.5)
 
@@ -113,7 +113,8 @@ def test_markdown_top_labels_is_a_table():
 def test_markdown_sections_come_in_order():
     text = render_report(report(CAT, FLAGGED, BROKEN))
     headings = [h for h in text.splitlines() if h.startswith("## ")]
-    assert headings == ["## Top labels", "## Images with text", "## Flagged images", "## Failures", "## Images"]
+    assert headings == ["## Top labels", "## Images with text", "## Flagged images", "## Sensitive data",
+                        "## Failures", "## Images"]
 
 
 def test_markdown_lists_images_with_text():
@@ -194,7 +195,8 @@ def test_csv_has_the_documented_header_and_one_row_per_image():
     text = render_report(report(CAT, FLAGGED, BROKEN), "csv")
     assert text.splitlines()[0] == ",".join(CSV_COLUMNS)
     assert CSV_COLUMNS == ("id", "sha256", "status", "source", "channel", "user", "seen_at", "format", "width",
-                           "height", "labels", "text", "flagged", "moderation", "decision", "failure_reason")
+                           "height", "labels", "text", "flagged", "moderation", "decision", "sensitive_data",
+                           "failure_reason")
     assert [r["id"] for r in rows(text)] == ["1", "2", "3"]
 
 
@@ -267,3 +269,33 @@ def test_a_capped_search_total_reads_as_at_least():
 
     assert SearchPage("cat", (), 1, 10, 1000, total_is_estimate=True).total_text == "1,000+"
     assert SearchPage("cat", (), 1, 10, 12).total_text == "12"
+
+
+# -- sensitive data ----------------------------------------------------------------------------
+
+SCREENSHOT = image(
+    4, text=(line(0, "key AKIA…MPLE"), line(1, "sales@acme.com")),
+    sightings=(sighting(40, day=6, permalink="https://example.slack.com/archives/C0123/p4"),),
+    sensitive=(Finding("secret", "aws-access-key", "AKIA…MPLE", ((0, 0, 0),), (BOX,)),
+               Finding("pii", "email", "s•••@acme.com", ((1, 0, 0),))),
+)
+
+
+def test_every_format_has_the_sensitive_data_with_masks_and_where_it_was_posted():
+    markdown = render_report(report(CAT, SCREENSHOT)).split("## Sensitive data", 1)[1].split("\n## ", 1)[0]
+    csv_row = next(row for row in rows(render_report(report(CAT, SCREENSHOT), "csv")) if row["id"] == "4")
+    document = json.loads(render_report(report(CAT, SCREENSHOT), "json"))
+
+    assert "| 4 | secret: aws-access-key | AKIA…MPLE |" in markdown
+    assert "example.slack.com/archives/C0123/p4" in markdown
+    assert "s•••@acme.com" in markdown
+    assert csv_row["sensitive_data"] == "secret:aws-access-key AKIA…MPLE; pii:email s•••@acme.com"
+    assert [(f["image_id"], f["kind"], f["masked"]) for f in document["sensitive_data"]] == [
+        (4, "aws-access-key", "AKIA…MPLE"), (4, "email", "s•••@acme.com")]
+    assert document["sensitive_data"][0]["channel"] == "general"
+
+
+def test_a_report_without_sensitive_data_says_so():
+    section = render_report(report(CAT)).split("## Sensitive data", 1)[1].split("\n## ", 1)[0]
+
+    assert "None found." in section

@@ -20,8 +20,10 @@ from typing import TypeVar
 
 from bot.config import Settings
 from bot.core.flow import FlowControl
+from bot.core.insights import add_text_insights
 from bot.core.intake import prepare_image, sha256_of
-from bot.core.ports import Analyzer, Storage
+from bot.core.ports import Analyzer, PiiDetector, Storage
+from bot.core.redaction import protect
 from bot.core.types import Analysis, IngestResult, PreparedImage, Source
 from bot.errors import ImgbotError, NotFound, StorageError
 from db import queries
@@ -41,9 +43,10 @@ DATABASE_DOWN = "The database was unavailable; the image will be finished by the
 class Pipeline:
     def __init__(
         self, *, database: Database, storage: Storage, analyzer_factory: Callable[[], Analyzer], settings: Settings,
-        flow: FlowControl | None = None,
+        flow: FlowControl | None = None, pii_detector: Callable[[], PiiDetector | None] = lambda: None,
     ) -> None:
         self.database = database
+        self._pii_detector = pii_detector
         self.storage = storage
         self._analyzer_factory = analyzer_factory
         self.settings = settings
@@ -134,12 +137,28 @@ class Pipeline:
                                   retryable=True)
             return self._fail(image_id, prepared.sha256, wrapped, started, sighting_id, provider=analyzer_name,
                               seconds=time.perf_counter() - analysis_started)
+        analysis = self._protect(image_id, analysis)
         seconds = time.perf_counter() - analysis_started
         with self.database.transaction() as session:
             queries.save_analysis(session, image_id, analysis, started_at=run_started, seconds=seconds, now=_now(),
                                   store_min_confidence=self.settings.store_min_confidence)
         self.flow.observe_admitted(analysis.paced_seconds)
         return self._done(image_id, prepared.sha256, analysis, started, sighting_id)
+
+    def _protect(self, image_id: int, analysis: Analysis) -> Analysis:
+        """Mask secrets and card numbers before anything is stored; add the PII service's findings.
+
+        A PII service that fails leaves the detectors' findings in place (the image is not lost
+        for it); ``imgbot rescan-text`` adds its findings later."""
+        analysis = protect(analysis)
+        detector = self._pii_detector()
+        if detector is not None and analysis.lines:
+            try:
+                analysis = add_text_insights(analysis, detector)
+            except ImgbotError as err:
+                log.warning("image=%s text insights failed, detectors' findings kept: %s", image_id,
+                            err.detail or err.user_message)
+        return analysis
 
     def _fail(
         self, image_id: int, sha256: str, err: ImgbotError, started: float, sighting_id: int | None,
@@ -161,6 +180,7 @@ class Pipeline:
             labels=sum(1 for label in analysis.labels if label.confidence >= floor),
             text_lines=len(analysis.lines),
             flagged=any(m.confidence >= threshold for m in analysis.moderation),
+            sensitive=analysis.sensitive,
         )
 
     def _summary(
@@ -171,7 +191,7 @@ class Pipeline:
         return IngestResult(
             image_id, sha256, outcome, time.perf_counter() - started, sighting_id=sighting_id,  # type: ignore[arg-type]
             reason=record.failure_reason, labels=len(record.labels), text_lines=len(record.lines),
-            flagged=record.is_flagged(self.settings.moderation_min_confidence),
+            flagged=record.is_flagged(self.settings.moderation_min_confidence), sensitive=record.sensitive,
         )
 
     def _store_quietly(self, image_id: int, sha256: str, data: bytes) -> None:
@@ -320,9 +340,10 @@ class Pipeline:
 
     def _log(self, result: IngestResult, source: Source) -> None:
         log.info(
-            "image=%s sha256=%s source=%s outcome=%s labels=%d text_lines=%d flagged=%s secs=%.2f%s",
+            "image=%s sha256=%s source=%s outcome=%s labels=%d text_lines=%d flagged=%s sensitive=%s secs=%.2f%s",
             result.image_id, result.sha256[:12], source.label, result.outcome, result.labels, result.text_lines,
-            "yes" if result.flagged else "no", result.seconds,
+            "yes" if result.flagged else "no", ",".join(sorted({f.kind for f in result.sensitive})) or "-",
+            result.seconds,
             f' reason="{result.reason}"' if result.reason and result.outcome == "failed" else "",
         )
 

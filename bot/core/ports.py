@@ -1,10 +1,10 @@
-"""The two small interfaces the core needs from the outside world."""
+"""The small interfaces the core needs from the outside world."""
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from bot.core.types import Analysis, PreparedImage, StoredObject
+from bot.core.types import Analysis, PiiEntity, PreparedImage, StoredObject
 
 
 @runtime_checkable
@@ -36,4 +36,17 @@ class Analyzer(Protocol):
     name: str
 
     def analyze(self, image: PreparedImage) -> Analysis:
+        ...
+
+
+@runtime_checkable
+class PiiDetector(Protocol):
+    """Finds personal data in plain text (Amazon Comprehend's DetectPiiEntities); thread-safe.
+
+    It is given text whose secrets are already masked, and raises ``ImgbotError`` on failure.
+    """
+
+    name: str
+
+    def detect(self, text: str) -> list[PiiEntity]:
         ...

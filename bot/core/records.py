@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot.core.types import Face, Label, ModerationLabel, TextDetection
+from bot.core.types import Face, Finding, Label, ModerationLabel, TextDetection
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,11 @@ class ImageRecord:
     faces: tuple[Face, ...] = ()
     sightings: tuple[SightingRecord, ...] = ()
     moderation_decision: ModerationDecisionRecord | None = None
+    sensitive: tuple[Finding, ...] = ()
+
+    @property
+    def secrets(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.sensitive if f.category == "secret")
 
     @property
     def lines(self) -> tuple[TextDetection, ...]:
@@ -160,6 +165,17 @@ class ImageRecord:
                 if self.moderation_decision
                 else None
             ),
+            "sensitive": [
+                {
+                    "category": f.category,
+                    "kind": f.kind,
+                    "masked": f.masked,
+                    "detector": f.detector,
+                    "score": round(f.score, 2) if f.score is not None else None,
+                    "boxes": [box.to_dict() for box in f.boxes],
+                }
+                for f in self.sensitive
+            ],
             "faces": [
                 {
                     "box": f.box.to_dict(),

@@ -23,7 +23,7 @@ __all__ = ["CSV_COLUMNS", "FORMATS", "render_report"]
 
 CSV_COLUMNS = (
     "id", "sha256", "status", "source", "channel", "user", "seen_at", "format", "width", "height",
-    "labels", "text", "flagged", "moderation", "decision", "failure_reason",
+    "labels", "text", "flagged", "moderation", "decision", "sensitive_data", "failure_reason",
 )
 TOP_LABELS_PER_IMAGE = 5
 
@@ -134,6 +134,18 @@ def _render_md(data: ReportData) -> str:
             line += "; moderator: no decision yet"
         out.append(line)
 
+    out += ["", "## Sensitive data", ""]
+    sensitive = [image for image in data.analysed if image.sensitive]
+    if not sensitive:
+        out.append("None found.")
+    else:
+        out += ["Values are masked; secrets and card numbers are not kept anywhere.", "",
+                "| Image | Type | Masked value | Posted |", "| ---: | --- | --- | --- |"]
+        for image in sensitive:
+            where = _md_source(_newest_sighting(image))
+            out += [f"| {image.id} | {_md(f.category)}: {_md(f.kind)} | {_md(f.masked)} | {where} |"
+                    for f in image.sensitive]
+
     out += ["", "## Failures", ""]
     if not data.failed:
         out.append("None.")
@@ -199,6 +211,7 @@ def _render_csv(data: ReportData) -> str:
             "yes" if flags else "no",
             "; ".join(flag.name for flag in flags),
             image.moderation_decision.decision if image.moderation_decision else "",
+            "; ".join(f"{f.category}:{f.kind} {f.masked}" for f in image.sensitive),
             image.failure_reason,
         ]
         writer.writerow([_cell(value) for value in row])
@@ -217,6 +230,13 @@ def _render_json(data: ReportData) -> str:
         "moderation_min_confidence": data.moderation_min_confidence,
         "totals": dataclasses.asdict(data.counts),
         "top_labels": [{"name": row.name, "images": row.images} for row in data.top_labels],
+        "sensitive_data": [
+            {"image_id": image.id, "category": f.category, "kind": f.kind, "masked": f.masked,
+             "source": sighting.source if sighting else None,
+             "channel": (sighting.channel_name or sighting.channel_id) if sighting else None,
+             "permalink": sighting.permalink if sighting else None}
+            for image in data.analysed for sighting in (_newest_sighting(image),) for f in image.sensitive
+        ],
         "images": [
             image.to_json(label_min_confidence=data.label_min_confidence,
                           moderation_min_confidence=data.moderation_min_confidence)

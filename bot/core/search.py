@@ -11,6 +11,8 @@
     after:2026-01-01  before:2026-02-01  on:2026-01-15   when it was posted (UTC)
     today  yesterday  last 7d  last 24h  last 2w  this week  this month  last month
     has:text  has:faces  has:labels  has:moderation
+    has:secret  secret:aws   shows a secret (of a kind: aws, slack, github, private-key…)
+    has:pii  pii:card        shows personal data (of a kind: email, phone, card, iban…)
     -label:cat               leave out
     cat OR dog               either; OR binds tighter than the implicit AND
     (cat OR dog) -in:#x      parentheses group
@@ -42,6 +44,7 @@ __all__ = [
     "Or",
     "Query",
     "SeenFilter",
+    "SensitiveFilter",
     "Term",
     "TextFilter",
     "UnsafeFilter",
@@ -66,6 +69,8 @@ Search the images imgbot has seen. Terms side by side must all match.
   after:2026-01-01       posted on or after a day (UTC);  before:2026-02-01  before a day;  on:2026-01-15
   today  yesterday  last 24h  last 7d  last 2w  this week  this month  last month
   has:text  has:faces  has:labels  has:moderation
+  has:secret             seems to show a secret;  secret:aws  secret:slack  secret:github  secret:private-key
+  has:pii                shows personal data;  pii:email  pii:phone  pii:card  pii:iban
   -label:cat             leave out what matches
   cat OR dog             either one;  (cat OR dog) in:#pets  group with parentheses
 
@@ -144,6 +149,17 @@ class HasFilter:
 
 
 @dataclass(frozen=True)
+class SensitiveFilter:
+    """``has:secret`` / ``secret:aws`` / ``has:pii`` / ``pii:card``: a finding of the category (and kind).
+
+    A kind matches itself and the kinds it starts: ``secret:aws`` is ``aws-access-key`` and
+    ``aws-secret-key``; ``pii:card`` is the number, and a card's code or expiry when Comprehend read them."""
+
+    category: Literal["secret", "pii"]
+    kind: str | None = None
+
+
+@dataclass(frozen=True)
 class Not:
     term: Term
 
@@ -159,7 +175,7 @@ class Or:
 
 
 Term = (Word | LabelFilter | TextFilter | UnsafeFilter | ChannelFilter | UserFilter | SeenFilter | HasFilter
-        | Not | And | Or)
+        | SensitiveFilter | Not | And | Or)
 
 
 @dataclass(frozen=True)
@@ -199,7 +215,14 @@ def _leaves(term: Term, negated: bool) -> Iterator[tuple[Term, bool]]:
 
 # -- errors ----------------------------------------------------------------------------------
 
-FILTERS = ("label", "text", "unsafe", "in", "from", "after", "before", "on", "has", "conf")
+FILTERS = ("label", "text", "unsafe", "in", "from", "after", "before", "on", "has", "conf", "secret", "pii")
+#: Kinds of secret (and the families that group them) ``secret:`` knows.
+SECRET_KINDS = (
+    "aws", "aws-access-key", "aws-secret-key", "slack", "slack-token", "slack-webhook", "github", "github-token",
+    "google", "google-api-key", "stripe", "stripe-live-key", "jwt", "private-key", "password", "pin",
+)
+#: Common kinds of personal data for hints; ``pii:`` also takes Comprehend's other types (``pii:name``).
+PII_KINDS = ("email", "phone", "card", "iban", "name", "address", "ssn")
 HAS_VALUES: dict[str, HasWhat] = {
     "text": "text", "faces": "faces", "face": "faces", "labels": "labels", "label": "labels",
     "moderation": "moderation", "flags": "moderation", "flag": "moderation",
@@ -549,7 +572,8 @@ class _Parser:
         if name not in FILTERS:
             close = difflib.get_close_matches(name, FILTERS, n=1, cutoff=0.6)
             hint = f' Did you mean "{close[0]}:"?' if close else (
-                " Filters are label:, text:, unsafe:, in:, from:, after:, before:, on:, has: and conf>.")
+                " Filters are label:, text:, unsafe:, in:, from:, after:, before:, on:, has:, secret:, pii: "
+                "and conf>.")
             raise self.error(
                 f'Unknown filter "{tok.name}:".{hint} To search for "{tok.text}" as words, put it in quotes.')
         if tok.mention is not None:
@@ -575,10 +599,15 @@ class _Parser:
                 raise self.error(*_EMPTY[name])
             return UserFilter(user)
         if name == "has":
+            if value.lower() in ("secret", "secrets", "pii"):
+                return SensitiveFilter("pii" if value.lower() == "pii" else "secret")
             what = HAS_VALUES.get(value.lower())
             if what is None:
-                raise self.error(f'has: can be text, faces, labels or moderation, not "{value}".', "has:text")
+                raise self.error(
+                    f'has: can be text, faces, labels, moderation, secret or pii, not "{value}".', "has:text")
             return HasFilter(what)
+        if name in ("secret", "pii"):
+            return self.sensitive(name, value)
         # after / before / on
         start, is_day = self.when(name, value)
         if name == "after":
@@ -587,6 +616,15 @@ class _Parser:
             return SeenFilter(None, start)
         day = datetime.combine(start.date(), time(), tzinfo=UTC) if not is_day else start
         return SeenFilter(day, day + timedelta(days=1))
+
+    def sensitive(self, name: str, value: str) -> SensitiveFilter:
+        kind = re.sub(r"[\s_]+", "-", value.strip().lower())
+        known = SECRET_KINDS if name == "secret" else PII_KINDS
+        if name == "secret" and kind not in SECRET_KINDS or not re.fullmatch(r"[a-z][a-z0-9-]{0,63}", kind):
+            close = difflib.get_close_matches(kind, known, n=1, cutoff=0.6)
+            hint = f' Did you mean "{name}:{close[0]}"?' if close else f" Kinds include {', '.join(known[:8])}."
+            raise self.error(f'{name}: does not know "{value}".{hint}', f"{name}:{known[0]}")
+        return SensitiveFilter("secret" if name == "secret" else "pii", kind)
 
     def when(self, name: str, value: str) -> tuple[datetime, bool]:
         """A day (midnight UTC) or an instant; naive times are UTC."""
@@ -617,7 +655,9 @@ _EMPTY: dict[str, tuple[str, str]] = {
     "after": ("after: needs a date after it.", "after:2026-01-01"),
     "before": ("before: needs a date after it.", "before:2026-02-01"),
     "on": ("on: needs a date after it.", "on:2026-01-15"),
-    "has": ("has: needs text, faces, labels or moderation after it.", "has:text"),
+    "has": ("has: needs text, faces, labels, moderation, secret or pii after it.", "has:text"),
+    "secret": ("secret: needs a kind after it, or use has:secret.", "secret:aws"),
+    "pii": ("pii: needs a kind after it, or use has:pii.", "pii:email"),
 }
 
 

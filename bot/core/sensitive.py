@@ -1,8 +1,5 @@
 """Secrets and personal data in the text read from an image, found and masked.
 
-Groundwork for sensitive-data handling: the detectors and the masks. Nothing in the pipeline
-calls this module yet.
-
 Screenshots show API keys, tokens, card numbers and email addresses. The text reader
 gives lines and words, and OCR splits and misreads them: a key comes back as
 ``AKIA IOSF ODNN 7EXA MPLE`` or broken over two lines. So the detectors look at *windows of
@@ -23,7 +20,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import phonenumbers
 from detect_secrets.plugins.aws import AWSKeyDetector
@@ -32,9 +28,7 @@ from detect_secrets.plugins.private_key import PrivateKeyDetector
 from detect_secrets.plugins.slack import SlackDetector
 from detect_secrets.plugins.stripe import StripeDetector
 
-from bot.core.types import TextDetection
-
-Category = Literal["secret", "pii"]
+from bot.core.types import MASKED_PII, Category, Finding, Span, TextDetection
 
 #: The most tokens one window joins: a 40-character key read as 4-character chunks is 10.
 MAX_WINDOW = 12
@@ -43,19 +37,11 @@ _ASSIGNMENT = re.compile(r"=|:(?!//)")
 
 
 @dataclass(frozen=True)
-class Finding:
-    """One secret or piece of personal data: its kind and a masked form, never the value itself."""
-
-    category: Category
-    kind: str
-    masked: str
-    line_ids: tuple[int, ...]
-
-
-@dataclass(frozen=True)
 class _Token:
     text: str
     line_id: int
+    start: int
+    end: int
 
 
 # -- secrets ------------------------------------------------------------------------------------------
@@ -134,67 +120,138 @@ def mask(kind: str, value: str) -> str:
 
 # -- finding ------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Scan:
+    """What a scan found. ``values`` are the compact values to scrub from stored copies: memory only."""
+
+    findings: tuple[Finding, ...]
+    values: frozenset[str]
+
 
 def _tokens(lines: Sequence[TextDetection]) -> list[_Token]:
     tokens = []
     for line in lines:
-        for word in line.text.split():
-            for part in _ASSIGNMENT.split(word):  # NAME=value and key:value hold two tokens
-                cleaned = part.strip(_EDGE_PUNCTUATION)
+        for word in re.finditer(r"\S+", line.text):
+            cuts = [word.start(), *(m for a in _ASSIGNMENT.finditer(word.group()) for m in
+                                    (word.start() + a.start(), word.start() + a.end())), word.end()]
+            for begin, end in zip(cuts[::2], cuts[1::2], strict=True):  # NAME=value holds two tokens
+                part = line.text[begin:end]
+                cleaned = part.lstrip(_EDGE_PUNCTUATION)
+                begin += len(part) - len(cleaned)
+                cleaned = cleaned.rstrip(_EDGE_PUNCTUATION)
                 if cleaned:
-                    tokens.append(_Token(cleaned, line.id))
+                    tokens.append(_Token(cleaned, line.id, begin, begin + len(cleaned)))
     return tokens
 
 
-def _windows(tokens: Sequence[_Token]) -> Iterator[tuple[str, tuple[int, ...]]]:
-    """(joined text, line ids) of every window of up to ``MAX_WINDOW`` consecutive tokens."""
+def _token_spans(tokens: Sequence[_Token]) -> tuple[Span, ...]:
+    """One span per line the tokens cover, from the first token's start to the last one's end."""
+    spans: list[Span] = []
+    for token in tokens:
+        if spans and spans[-1][0] == token.line_id:
+            spans[-1] = (token.line_id, spans[-1][1], token.end)
+        else:
+            spans.append((token.line_id, token.start, token.end))
+    return tuple(spans)
+
+
+def _windows(tokens: Sequence[_Token]) -> Iterator[tuple[str, Sequence[_Token]]]:
+    """(joined text, tokens) of every window of up to ``MAX_WINDOW`` consecutive tokens."""
     for start in range(len(tokens)):
         joined = ""
         for end in range(start, min(len(tokens), start + MAX_WINDOW)):
             joined += tokens[end].text
-            yield joined, tuple(sorted({t.line_id for t in tokens[start:end + 1]}))
+            yield joined, tokens[start:end + 1]
+
+
+@dataclass(frozen=True)
+class _Text:
+    """One line, or two consecutive lines joined by a space, with where each line starts in it."""
+
+    text: str
+    parts: tuple[tuple[int, int, int], ...]  # (line id, offset in text, length)
+
+    def spans(self, start: int, end: int) -> tuple[Span, ...]:
+        found = []
+        for line_id, offset, length in self.parts:
+            first, last = max(start, offset), min(end, offset + length)
+            if first < last:
+                found.append((line_id, first - offset, last - offset))
+        return tuple(found)
+
+
+def _texts(lines: Sequence[TextDetection]) -> list[_Text]:
+    texts = [_Text(line.text, ((line.id, 0, len(line.text)),)) for line in lines]
+    texts += [_Text(f"{a.text} {b.text}", ((a.id, 0, len(a.text)), (b.id, len(a.text) + 1, len(b.text))))
+              for a, b in zip(lines, lines[1:], strict=False)]
+    return texts
+
+
+def _private_key_spans(lines: Sequence[TextDetection], index: int, start: int) -> tuple[Span, ...]:
+    """The marker line from the marker on, and the key's body up to its END line (or where base64 stops)."""
+    spans: list[Span] = [(lines[index].id, start, len(lines[index].text))]
+    for line in lines[index + 1:]:
+        if "-----END" in line.text:
+            spans.append((line.id, 0, len(line.text)))
+            break
+        if not _KEY_BODY.fullmatch(line.text.strip()):
+            break
+        spans.append((line.id, 0, len(line.text)))
+    return tuple(spans)
+
+
+_KEY_BODY = re.compile(r"[A-Za-z0-9+/=\s]{16,}")
+
+
+def scan(detections: Sequence[TextDetection]) -> Scan:
+    """Every secret and piece of personal data in the LINEs of ``detections``, each once, with every place it is."""
+    lines = [d for d in detections if d.kind == "LINE"]
+    found: dict[tuple[str, str], tuple[Category, str, set[Span]]] = {}
+
+    def add(category: Category, kind: str, value: str, spans: tuple[Span, ...]) -> None:
+        key = (kind, re.sub(r"\s", "", value))
+        entry = found.setdefault(key, (category, mask(kind, value), set()))
+        entry[2].update(spans)
+
+    tokens = _tokens(lines)
+    for joined, window in _windows(tokens):
+        for kind, pattern in _TOKEN_SECRETS:
+            if pattern.fullmatch(joined):
+                add("secret", kind, joined, _token_spans(window))
+    for index, line in enumerate(lines):
+        if marker := _PRIVATE_KEY.search(line.text):
+            add("secret", "private-key", "private key", _private_key_spans(lines, index, marker.start()))
+    for text in _texts(lines):
+        for match in _AWS_SECRET.finditer(text.text):
+            add("secret", "aws-secret-key", match.group(1), text.spans(*match.span(1)))
+        for match in _PASSWORD.finditer(text.text):
+            add("secret", "password", match.group(1), text.spans(*match.span(1)))
+        for match in _EMAIL.finditer(text.text):
+            add("pii", "email", match.group(0), text.spans(*match.span()))
+        for match in _CARD.finditer(text.text):
+            digits = re.sub(r"[^0-9]", "", match.group(0))
+            if 13 <= len(digits) <= 19 and luhn_ok(digits):
+                add("pii", "card", digits, text.spans(*match.span()))
+        for match in _IBAN.finditer(text.text):
+            if iban_ok(match.group(0)):
+                add("pii", "iban", match.group(0), text.spans(*match.span()))
+        for number in phonenumbers.PhoneNumberMatcher(text.text, "US"):
+            digits = re.sub(r"[^0-9]", "", number.raw_string)
+            if not any(kind == "card" and digits in value for kind, value in found):
+                add("pii", "phone", number.raw_string, text.spans(number.start, number.end))
+    if any(kind == "aws-access-key" for kind, _ in found):  # a key id on screen: its secret is the 40 next to it
+        for joined, window in _windows(tokens):
+            if len(joined) == 40 and _BARE_AWS_SECRET.fullmatch(joined) and any(c in joined for c in "/+"):
+                add("secret", "aws-secret-key", joined, _token_spans(window))
+    findings = tuple(
+        Finding(category, kind, masked, tuple(sorted(spans)))
+        for (kind, _), (category, masked, spans) in found.items()
+    )
+    values = frozenset(value for (kind, value), (category, _, _) in found.items()
+                       if (category == "secret" or kind in MASKED_PII) and kind != "private-key")
+    return Scan(findings, values)
 
 
 def find_sensitive(detections: Sequence[TextDetection]) -> list[Finding]:
     """Every secret and piece of personal data in the LINEs of ``detections``, each once."""
-    lines = [d for d in detections if d.kind == "LINE"]
-    found: dict[tuple[str, str], Finding] = {}
-
-    def add(category: Category, kind: str, value: str, line_ids: tuple[int, ...]) -> None:
-        key = (kind, re.sub(r"\s", "", value))
-        if key not in found:
-            found[key] = Finding(category, kind, mask(kind, value), line_ids)
-
-    tokens = _tokens(lines)
-    for joined, line_ids in _windows(tokens):
-        for kind, pattern in _TOKEN_SECRETS:
-            if pattern.fullmatch(joined):
-                add("secret", kind, joined, line_ids)
-    texts: list[tuple[str, tuple[int, ...]]] = [(line.text, (line.id,)) for line in lines]
-    texts += [(f"{a.text} {b.text}", (a.id, b.id)) for a, b in zip(lines, lines[1:], strict=False)]
-    for text, line_ids in texts:
-        if _PRIVATE_KEY.search(text):
-            add("secret", "private-key", "private key", line_ids)
-        for match in _AWS_SECRET.finditer(text):
-            add("secret", "aws-secret-key", match.group(1), line_ids)
-        for match in _PASSWORD.finditer(text):
-            add("secret", "password", match.group(1), line_ids)
-        for match in _EMAIL.finditer(text):
-            add("pii", "email", match.group(0), line_ids)
-        for match in _CARD.finditer(text):
-            digits = re.sub(r"[^0-9]", "", match.group(0))
-            if 13 <= len(digits) <= 19 and luhn_ok(digits):
-                add("pii", "card", digits, line_ids)
-        for match in _IBAN.finditer(text):
-            if iban_ok(match.group(0)):
-                add("pii", "iban", match.group(0), line_ids)
-        for number in phonenumbers.PhoneNumberMatcher(text, "US"):
-            digits = re.sub(r"[^0-9]", "", number.raw_string)
-            if not any(kind == "card" and digits in value for kind, value in found):
-                add("pii", "phone", number.raw_string, line_ids)
-    if any(kind == "aws-access-key" for kind, _ in found):  # a key id on screen: its secret is the 40 next to it
-        for joined, line_ids in _windows(tokens):
-            if len(joined) == 40 and _BARE_AWS_SECRET.fullmatch(joined) and any(c in joined for c in "/+") \
-                    and ("aws-secret-key", joined) not in found:
-                add("secret", "aws-secret-key", joined, line_ids)
-    return list(found.values())
+    return list(scan(detections).findings)

@@ -91,6 +91,46 @@ class Face:
     embedding: tuple[float, ...] | None = None
 
 
+Category = Literal["secret", "pii"]
+#: Where a finding was read: (line id, first character, end character) in that line's text.
+Span = tuple[int, int, int]
+#: Personal data treated like a secret: no full card number (or its code) is ever kept (PCI DSS).
+MASKED_PII = frozenset({"card", "card-cvv"})
+
+
+@dataclass(frozen=True)
+class PiiEntity:
+    """One entity a PII detector found: its type as the service names it, a 0-1 score, character offsets."""
+
+    type: str
+    score: float
+    begin: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A secret or a piece of personal data read in an image: its kind and a mask, never the value."""
+
+    category: Category
+    kind: str
+    masked: str
+    spans: tuple[Span, ...] = ()
+    boxes: tuple[BoundingBox, ...] = ()
+    #: Who found it: imgbot's own detectors, or ``comprehend`` (with its score, 0-100).
+    detector: str = "imgbot"
+    score: float | None = None
+
+    @property
+    def line_ids(self) -> tuple[int, ...]:
+        return tuple(sorted({line_id for line_id, _, _ in self.spans}))
+
+    @property
+    def hides_text(self) -> bool:
+        """Secrets and card numbers are never kept whole; other personal data is kept and tagged."""
+        return self.category == "secret" or self.kind in MASKED_PII
+
+
 @dataclass(frozen=True)
 class Analysis:
     """Everything one analyser found in one image."""
@@ -103,6 +143,8 @@ class Analysis:
     faces: tuple[Face, ...] = ()
     faces_requested: bool = False
     raw: dict[str, Any] = field(default_factory=dict)
+    #: Secrets and personal data read in the text (masked in ``text`` and ``raw`` already; see core/redaction.py).
+    sensitive: tuple[Finding, ...] = ()
     #: Seconds this analysis waited for the provider's rate limit (not stored: it sizes the work in flight).
     paced_seconds: float = 0.0
 
@@ -242,6 +284,7 @@ class IngestResult:
     text_lines: int = 0
     flagged: bool = False
     source_name: str = ""
+    sensitive: tuple[Finding, ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -1,0 +1,112 @@
+"""What the detectors find is masked in lines, words and raw responses before anything is stored."""
+
+from __future__ import annotations
+
+import json
+
+from bot.core.redaction import protect
+from bot.core.types import Analysis, BoundingBox, TextDetection
+
+AWS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+CARD = "4111111111111111"
+
+
+def detections(*lines: str) -> tuple[TextDetection, ...]:
+    """Lines with their words, as Rekognition gives them (words after lines, pointing at them)."""
+    out: list[TextDetection] = []
+    words: list[TextDetection] = []
+    next_id = len(lines)
+    for line_id, text in enumerate(lines):
+        top = 0.1 * line_id
+        out.append(TextDetection(line_id, "LINE", text, 99.0, BoundingBox(0.1, top, 0.8, 0.05)))
+        cursor = 0
+        for word in text.split():
+            start = text.index(word, cursor)
+            cursor = start + len(word)
+            box = BoundingBox(0.1 + 0.8 * start / len(text), top, 0.8 * len(word) / len(text), 0.05)
+            words.append(TextDetection(next_id, "WORD", word, 98.0, box, parent_id=line_id))
+            next_id += 1
+    return (*out, *words)
+
+
+def analysis(*lines: str) -> Analysis:
+    text = detections(*lines)
+    raw = {"DetectText": {"TextDetections": [
+        {"DetectedText": d.text, "Type": d.kind, "Id": d.id, "Confidence": d.confidence} for d in text]}}
+    return Analysis(provider="fake", text=text, raw=raw)
+
+
+def everything(result: Analysis) -> str:
+    return json.dumps([[d.text for d in result.text], result.raw, [f.masked for f in result.sensitive]],
+                      ensure_ascii=False)
+
+
+def compact(text: str) -> str:
+    return "".join(text.split()).replace('","', "")
+
+
+def test_a_key_pair_is_masked_in_lines_words_and_the_raw_response() -> None:
+    result = protect(analysis(f"aws_access_key_id = {AWS_KEY_ID}", f"aws_secret_access_key = {AWS_SECRET}"))
+    stored = everything(result)
+
+    assert AWS_KEY_ID not in stored and AWS_SECRET not in stored
+    assert result.lines[0].text == "aws_access_key_id = AKIA…MPLE"
+    assert {f.kind for f in result.sensitive} == {"aws-access-key", "aws-secret-key"}
+    assert "aws_secret_access_key" in result.lines[1].text  # the name is not the secret
+
+
+def test_a_key_read_with_spaces_leaves_no_piece_of_it_in_any_word() -> None:
+    result = protect(analysis("key: AKIA IOSF ODNN 7EXA MPLE thanks"))
+    words = [d.text for d in result.words]
+
+    assert result.lines[0].text == "key: AKIA…MPLE thanks"
+    assert words == ["key:", "AKIA…MPLE", "•••", "•••", "•••", "•••", "thanks"]
+    assert "IOSF" not in everything(result)
+
+
+def test_a_key_split_over_two_lines_is_masked_on_both() -> None:
+    result = protect(analysis("AWS key: AKIAIOSFOD", "NN7EXAMPLE and more"))
+
+    assert [line.text for line in result.lines] == ["AWS key: AKIA…MPLE", "••• and more"]
+    assert "NN7EXAMPLE" not in everything(result) and "AKIAIOSFOD" not in everything(result)
+
+
+def test_a_card_number_is_masked_while_an_email_is_kept_and_tagged() -> None:
+    result = protect(analysis("Visa 4111 1111 1111 1111", "write to sales@acme.com"))
+    stored = everything(result)
+
+    assert CARD not in compact(stored) and "4111 1111 1111 1111" not in stored
+    assert result.lines[0].text == "Visa •••• 1111"
+    assert result.lines[1].text == "write to sales@acme.com"
+    assert {(f.category, f.kind) for f in result.sensitive} == {("pii", "card"), ("pii", "email")}
+
+
+def test_every_occurrence_is_masked_though_the_finding_is_listed_once() -> None:
+    result = protect(analysis(f"id {AWS_KEY_ID}", f"again {AWS_KEY_ID}"))
+
+    assert [f.kind for f in result.sensitive] == ["aws-access-key"]
+    assert AWS_KEY_ID not in everything(result)
+    assert len(result.sensitive[0].spans) == 2
+
+
+def test_a_private_key_block_is_masked_to_its_end() -> None:
+    body = "MIIEowIBAAKCAQEAx4UbaDzY5xjW9qEXAMPLEbodyLINE"
+    result = protect(analysis("-----BEGIN RSA PRIVATE KEY-----", body, body[::-1], "-----END RSA PRIVATE KEY-----",
+                              "next slide"))
+
+    assert body not in everything(result) and body[::-1] not in everything(result)
+    assert result.lines[-1].text == "next slide"
+
+
+def test_findings_get_the_boxes_of_the_words_that_show_them() -> None:
+    result = protect(analysis(f"key {AWS_KEY_ID}"))
+    word = next(d for d in detections(f"key {AWS_KEY_ID}") if d.text == AWS_KEY_ID)
+
+    assert result.sensitive[0].boxes == (word.box,)
+
+
+def test_text_without_findings_is_left_alone() -> None:
+    original = analysis("SUMMER SALE", "50% OFF")
+
+    assert protect(original) == original
