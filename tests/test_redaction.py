@@ -110,3 +110,12 @@ def test_text_without_findings_is_left_alone() -> None:
     original = analysis("SUMMER SALE", "50% OFF")
 
     assert protect(original) == original
+
+
+def test_replies_show_personal_data_masked_though_it_is_stored() -> None:
+    from bot.core.redaction import shown_lines, shown_text
+
+    stored = protect(analysis("write to sales@acme.com", "Visa 4111 1111 1111 1111"))
+
+    assert shown_lines(list(stored.lines)) == ["write to s•••@acme.com", "Visa •••• 1111"]
+    assert shown_text("call +1 415 555 2671 now") == "call •••• 71 now"

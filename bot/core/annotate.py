@@ -1,4 +1,4 @@
-"""Draw what the analysis found onto a copy of the original: label boxes and text-line boxes.
+"""Draw what the analysis found onto a copy of the original: label and text-line boxes; secrets blurred.
 
 Pure Pillow, no Slack or storage knowledge. Boxes are ratios of the *oriented* image
 (Rekognition's convention), so the original is EXIF-oriented before drawing.
@@ -10,7 +10,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
 from bot.core.records import ImageRecord
 from bot.core.types import BoundingBox
@@ -37,8 +37,9 @@ class Annotated:
 
 
 def has_findings(record: ImageRecord, min_confidence: float = 0.0) -> bool:
-    """True when there is anything to draw: a label at or above ``min_confidence``, or a line of text."""
-    return any(label.confidence >= min_confidence for label in record.labels) or bool(record.lines)
+    """True when there is anything to draw: a label at or above ``min_confidence``, a line of text, a finding."""
+    return (any(label.confidence >= min_confidence for label in record.labels) or bool(record.lines)
+            or bool(record.sensitive))
 
 
 def annotate(original: bytes, record: ImageRecord, *, min_confidence: float = 0.0,
@@ -65,6 +66,9 @@ def annotate(original: bytes, record: ImageRecord, *, min_confidence: float = 0.
                  f"{label.name} {instance.confidence:.0f}%", font)
     for line in record.lines:
         _box(draw, line.box, width, height, TEXT_COLOUR, stroke, None, font)
+    for finding in record.sensitive:  # last, over the boxes: nothing of it stays readable
+        for box in finding.boxes:
+            _obscure(image, box, width, height)
     top = record.top_labels(min_confidence, 5)
     if top:
         _caption(draw, " · ".join(f"{label.name} {label.confidence:.0f}%" for label in top), width, height,
@@ -77,6 +81,22 @@ def annotate(original: bytes, record: ImageRecord, *, min_confidence: float = 0.
     else:
         image.save(out, format="JPEG", quality=85)
     return Annotated(out.getvalue(), fmt, width, height)
+
+
+def _obscure(image: Image.Image, box: BoundingBox, width: int, height: int) -> None:
+    """Pixelate, then blur, a finding's box and a margin around it, so no character can be read back."""
+    margin = max(box.height * height * 0.3, 2.0)
+    left = max(0, int(box.left * width - margin))
+    top = max(0, int(box.top * height - margin))
+    right = min(width, int((box.left + box.width) * width + margin) + 1)
+    bottom = min(height, int((box.top + box.height) * height + margin) + 1)
+    if right <= left or bottom <= top:
+        return
+    region = image.crop((left, top, right, bottom))
+    cell = max(4, round((bottom - top) / 3))
+    small = region.resize((max(1, (right - left) // cell), max(1, (bottom - top) // cell)), Image.Resampling.BOX)
+    region = small.resize(region.size, Image.Resampling.NEAREST).filter(ImageFilter.GaussianBlur(cell / 2))
+    image.paste(region, (left, top))
 
 
 def _pixels(box: BoundingBox, width: int, height: int) -> tuple[int, int, int, int]:

@@ -36,6 +36,20 @@ def protect(analysis: Analysis, extra: Sequence[Finding] = ()) -> Analysis:
     return mask_findings(analysis, (*found.findings, *extra), found.values)
 
 
+def shown_lines(lines: Sequence[TextDetection]) -> list[str]:
+    """The lines as a Slack reply shows them: personal data masked too (the stored text keeps an email)."""
+    found = scan(lines)
+    hidden = _hidden_ranges(lines, found.findings, hide_all=True)
+    return [scrub_string(_mask_ranges(line.text, hidden.get(line.id, []), 0), found.values) for line in lines]
+
+
+def shown_text(text: str) -> str:
+    """One piece of stored text (a search snippet) as a reply shows it."""
+    lines = [TextDetection(index, "LINE", part, 0.0, BoundingBox(0, 0, 0, 0))
+             for index, part in enumerate(text.split("\n"))]
+    return "\n".join(shown_lines(lines))
+
+
 def mask_findings(analysis: Analysis, findings: Sequence[Finding], values: Iterable[str] = ()) -> Analysis:
     """Mask ``findings`` (spans in ``analysis``'s current text) and add them to ``analysis.sensitive``."""
     values = frozenset(values)
@@ -93,12 +107,13 @@ def scrub_raw(raw: Any, replacements: dict[str, str], values: frozenset[str]) ->
 # -- lines and words ----------------------------------------------------------------------------------
 
 
-def _hidden_ranges(lines: Sequence[TextDetection], findings: Sequence[Finding]) -> HiddenRanges:
+def _hidden_ranges(lines: Sequence[TextDetection], findings: Sequence[Finding], *,
+                   hide_all: bool = False) -> HiddenRanges:
     """Per line, the (start, end, replacement) ranges to mask, in reading order, without overlaps."""
     order = {line.id: index for index, line in enumerate(lines)}
     ranges: dict[int, list[tuple[int, int, Finding]]] = defaultdict(list)
     for finding in findings:
-        if finding.hides_text:
+        if hide_all or finding.hides_text:
             for line_id, start, end in finding.spans:
                 ranges[line_id].append((start, end, finding))
     shown: set[tuple[str, str]] = set()

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.core.records import ImageRecord, ReportData, SearchHit, SearchPage
+from bot.core.redaction import shown_lines, shown_text
 from bot.core.types import IngestResult
 from bot.slack import messages
 
@@ -153,11 +154,18 @@ def _outcome_text(outcome: ImageOutcome, *, label_min: float, moderation_min: fl
         return f":x: {name}\n{escape(reason)}"
     assert record is not None
     parts = [f"{name}  ·  result `#{record.id}`", f"*Labels:* {_labels_line(record, label_min)}"]
-    lines = [line.text for line in record.lines]
+    lines = shown_lines(record.lines)
     if lines:
         parts.append(f"*Text found ({len(lines)} line{'s' if len(lines) != 1 else ''}):*\n{_text_block(lines)}")
     else:
         parts.append("*Text found:* none")
+    hidden = hidden_kinds(record)
+    if hidden:
+        parts.append(f":rotating_light: *Sensitive data:* {escape(messages.sensitive_warning(hidden))}")
+    personal = [f for f in record.sensitive if not f.hides_text]
+    if personal:
+        parts.append("*Personal data:* " + ", ".join(
+            f"{escape(messages.kind_name(f.kind))} ({escape(f.masked)})" for f in personal[:5]))
     if record.is_flagged(moderation_min):
         note = messages.moderation_flagged() if moderation_channel else messages.moderation_flagged_no_channel()
         parts.append(f":warning: *Flagged:* {_flags_line(record, moderation_min)}. {note}")
@@ -174,10 +182,25 @@ def _outcome_fallback(outcome: ImageOutcome, *, label_min: float, moderation_min
     assert record is not None
     labels = ", ".join(f"{escape(label.name)} {_percent(label.confidence)}"
                        for label in record.top_labels(label_min, LABELS_SHOWN)) or "no labels"
-    text = " / ".join(escape(line.text) for line in record.lines[:5])
+    text = " / ".join(escape(line) for line in shown_lines(record.lines)[:5])
     verdict = f"flagged ({_flags_line(record, moderation_min)})" if record.is_flagged(moderation_min) else "not flagged"
+    hidden = hidden_kinds(record)
+    warning = f"; sensitive data: {escape(messages.sensitive_warning(hidden))}" if hidden else ""
     return (f"{escape(outcome.name)}: {labels}" + (f"; text: {text}" if text else "")
-            + f"; {verdict}; result #{record.id}")
+            + f"; {verdict}{warning}; result #{record.id}")
+
+
+def hidden_kinds(record: ImageRecord) -> list[str]:
+    """The kinds of secret (and card data) an image shows: what the thread is warned about."""
+    return list(dict.fromkeys(f.kind for f in record.sensitive if f.hides_text))
+
+
+def security_notice(record: ImageRecord, *, channel_id: str, user_id: str | None,
+                    permalink: str | None) -> tuple[str, list[Block]]:
+    """The IMGBOT_SECURITY_CHANNEL notice: a link and the kinds, no image and no value."""
+    text = messages.security_notice(hidden_kinds(record), channel_id, user_id)
+    where = link(permalink, "Open the message") if permalink else "The message has no link."
+    return truncate(text, MAX_FALLBACK_TEXT), [section(f":rotating_light: {text}\n{where}  ·  result `#{record.id}`")]
 
 
 def image_reply(outcomes: Sequence[ImageOutcome], *, label_min_confidence: float,
@@ -218,7 +241,7 @@ def _hit_text(hit: SearchHit, label_min: float, moderation_min: float) -> str:
     else:
         parts.append(f"*Labels:* {_labels_line(record, label_min)}")
     if hit.snippet:
-        parts.append("> " + escape(truncate(hit.snippet.replace("\n", " "), 300, "…")))
+        parts.append("> " + escape(truncate(shown_text(hit.snippet).replace("\n", " "), 300, "…")))
     where: list[str] = []
     if sighting is not None:
         where.append(slack_date(sighting.seen_at))

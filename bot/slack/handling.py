@@ -95,7 +95,8 @@ class MessageHandler:
             return "no-images"
         threshold = self.settings.moderation_min_confidence
         flagged = [o for o in outcomes if o.flagged(threshold)]
-        if quiet and not flagged and not any(o.failed for o in outcomes):
+        exposed = [o for o in outcomes if o.record is not None and blocks.hidden_kinds(o.record)]
+        if quiet and not flagged and not exposed and not any(o.failed for o in outcomes):
             self._finish(claim, None)
             self._react(work, DONE, add=True)
             return "quiet"
@@ -115,9 +116,12 @@ class MessageHandler:
         if moderation_channel:
             for outcome in flagged:
                 self._notify_moderators(work, outcome, permalink)
+        if self.settings.security_channel:
+            for outcome in exposed:
+                self._notify_security(work, outcome, permalink)
         if not quiet:
             self._react(work, EYES, add=False)
-        final = FLAGGED if flagged else FAILED if any(o.failed for o in outcomes) else DONE
+        final = FLAGGED if flagged or exposed else FAILED if any(o.failed for o in outcomes) else DONE
         self._react(work, final, add=True)
         return "replied" if reply_ts else "reply-failed"
 
@@ -317,6 +321,17 @@ class MessageHandler:
                                          unfurl_links=False, unfurl_media=False)
         except (SlackApiError, SlackClientError, OSError) as err:
             log.error("moderation notice for image=%s not posted: %s", outcome.record.id, describe(err))
+
+
+    def _notify_security(self, work: MessageWork, outcome: ImageOutcome, permalink: str | None) -> None:
+        assert outcome.record is not None and self.settings.security_channel
+        text, notice = blocks.security_notice(outcome.record, channel_id=work.channel_id, user_id=work.user_id,
+                                              permalink=permalink)
+        try:
+            self.client.chat_postMessage(channel=self.settings.security_channel, text=text, blocks=notice,
+                                         unfurl_links=False, unfurl_media=False)
+        except (SlackApiError, SlackClientError, OSError) as err:
+            log.error("security notice for image=%s not posted: %s", outcome.record.id, describe(err))
 
 
 def _aware(when: datetime) -> datetime:

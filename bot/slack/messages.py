@@ -135,3 +135,47 @@ def off_here() -> str:
 
 def mode_set_not_announced() -> str:
     return "Done, but I could not announce it in the channel (am I a member of it?)."
+
+
+# -- sensitive data ----------------------------------------------------------------------------
+
+_KIND_NAMES = {
+    "aws-access-key": "an AWS access key ID", "aws-secret-key": "an AWS secret access key",
+    "slack-token": "a Slack token", "slack-webhook": "a Slack webhook URL", "github-token": "a GitHub token",
+    "google-api-key": "a Google API key", "stripe-live-key": "a Stripe live key", "private-key": "a private key",
+    "jwt": "a login token (JWT)", "password": "a password", "pin": "a PIN", "card": "a payment card number",
+    "card-cvv": "a card security code", "card-expiry": "a card expiry date", "email": "an email address",
+    "phone": "a phone number", "iban": "a bank account number (IBAN)", "bank-account": "a bank account number",
+    "name": "a person's name", "address": "a postal address", "ssn": "a social security number",
+}
+
+
+def kind_name(kind: str) -> str:
+    """``aws-access-key`` → "an AWS access key ID"; unknown kinds as words ("passport number")."""
+    return _KIND_NAMES.get(kind, kind.replace("-", " "))
+
+
+def _listed(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def sensitive_warning(kinds: list[str]) -> str:
+    """The thread's warning: what it seems to show, who can read it, what to do; never a character of it."""
+    names = _listed(list(dict.fromkeys(kind_name(kind) for kind in kinds)))
+    if any(kind in {"card", "card-cvv", "card-expiry"} for kind in kinds) and all(
+            kind in {"card", "card-cvv", "card-expiry"} for kind in kinds):
+        action = "Delete the message now; if the card is real, its holder should ask the bank to replace it."
+    elif kinds == ["password"]:
+        action = "Delete the message now, then change the password: deleting does not undo that it was seen."
+    else:
+        action = ("Delete the message now, then rotate the key: make a new one and revoke this one "
+                  "(deleting does not undo that it was seen).")
+    return (f"This image seems to show {names}. Everyone in this channel can read it. {action} "
+            "I have not kept it: it is masked in search and reports.")
+
+
+def security_notice(kinds: list[str], channel_id: str, user_id: str | None) -> str:
+    """For IMGBOT_SECURITY_CHANNEL: where and what kind, never the image or the value."""
+    names = _listed(list(dict.fromkeys(kind_name(kind) for kind in kinds)))
+    who = f", posted by <@{user_id}>," if user_id else ""
+    return f"An image in <#{channel_id}>{who} seems to show {names}. The thread has been warned."

@@ -112,7 +112,8 @@ def build_analysis(
     return Analysis(
         provider="fake", model_versions={"fake": "1"}, labels=tuple(built_labels), text=tuple(detections),
         moderation=tuple(built_moderation), faces=tuple(built_faces), faces_requested=faces_requested,
-        raw={"fake": True},
+        raw={"fake": True, "DetectText": {"TextDetections": [  # as Rekognition's raw answer holds the text
+            {"DetectedText": d.text, "Type": d.kind, "Id": d.id, "ParentId": d.parent_id} for d in detections]}},
     )
 
 
