@@ -61,3 +61,27 @@ def test_nothing_to_draw_is_known_in_advance() -> None:
     assert not has_findings(record(labels=(Label("Blurry", 40.0),)), min_confidence=75)
     assert has_findings(record(labels=(Label("Sky", 99.0),)), min_confidence=75)
     assert has_findings(record(text=(TextDetection(0, "LINE", "x", 99.0, BoundingBox(0, 0, 1, 1)),)))
+
+
+def test_a_findings_boxes_are_blurred_past_reading_and_the_rest_is_left_sharp() -> None:
+    from dataclasses import replace
+
+    from PIL import ImageDraw, ImageStat
+
+    from bot.core.types import Finding
+
+    original = Image.new("RGB", (400, 200), (255, 255, 255))
+    draw = ImageDraw.Draw(original)
+    for x in range(0, 400, 4):  # fine black-and-white stripes: as sharp as small text
+        draw.line((x, 0, x, 200), fill=(0, 0, 0), width=2)
+    buffer = io.BytesIO()
+    original.save(buffer, "PNG")
+    secret_box = BoundingBox(0.1, 0.1, 0.4, 0.2)
+    shown = replace(record(text=(TextDetection(0, "LINE", "AKIA…MPLE", 99.0, secret_box),)),
+                    sensitive=(Finding("secret", "aws-access-key", "AKIA…MPLE", ((0, 0, 0),), (secret_box,)),))
+
+    copy = Image.open(io.BytesIO(annotate(buffer.getvalue(), shown).data)).convert("L")
+
+    inside = ImageStat.Stat(copy.crop((60, 35, 190, 55))).stddev[0]
+    outside = ImageStat.Stat(copy.crop((260, 120, 390, 190))).stddev[0]
+    assert inside < 10 < outside

@@ -94,3 +94,12 @@ def test_each_finding_is_reported_once() -> None:
     findings = find_sensitive(lines(f"key {AWS_KEY_ID}", f"again {AWS_KEY_ID}"))
 
     assert [f.kind for f in findings].count("aws-access-key") == 1
+
+
+def test_a_token_does_not_run_on_into_the_words_after_it() -> None:
+    findings = find_sensitive(lines(f"SLACK_BOT_TOKEN={SLACK_TOKEN}", "card 4111 1111 1111 1111 exp 12/29",
+                                    f"token {SLACK_TOKEN[:40]} {SLACK_TOKEN[40:]} please rotate"))
+    tokens = [f for f in findings if f.kind == "slack-token"]
+
+    assert [f.masked for f in tokens] == ["xoxb…klmn"]
+    assert tokens[0].line_ids == (0, 2)

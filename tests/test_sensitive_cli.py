@@ -4,6 +4,7 @@ object or byte of the database file; ``imgbot rescan-text`` and migration 0007 m
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -130,3 +131,68 @@ def test_migration_0007_masks_text_stored_before_it(empty_database):
         finding = connection.execute(text("SELECT category, kind, masked FROM sensitive_findings")).one()
     assert line == "card •••• 1111"
     assert tuple(finding) == ("pii", "card", "•••• 1111")
+
+
+def render_screenshot(lines: list[str]) -> bytes:
+    """A light terminal-like screenshot in Pillow's own font (no system font needed)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=26)
+    image = Image.new("RGB", (1500, 60 + 55 * len(lines)), (250, 250, 250))
+    draw = ImageDraw.Draw(image)
+    for index, line in enumerate(lines):
+        draw.text((30, 30 + 55 * index), line, fill=(20, 20, 20), font=font)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.slow
+def test_the_offline_engine_reads_a_key_pair_and_a_card_and_keeps_neither(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name, value in {"DATABASE_URL": f"sqlite:///{tmp_path}/imgbot.db", "IMGBOT_ANALYZER": "local",
+                        "IMGBOT_STORAGE": f"file://{tmp_path}/originals", "IMGBOT_LOG_LEVEL": "DEBUG"}.items():
+        monkeypatch.setenv(name, value)
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    (shots / "terminal.png").write_bytes(render_screenshot([
+        "$ cat ~/.aws/credentials", f"aws_access_key_id = {AWS_KEY_ID}", f"aws_secret_access_key = {AWS_SECRET}",
+        f"SLACK_BOT_TOKEN={SLACK_TOKEN}", "card 4111 1111 1111 1111 exp 12/29", "order 4111 1111 1111 1112"]))
+    (shots / "order.png").write_bytes(render_screenshot(["order 4111 1111 1111 1112", "thank you"]))
+
+    code, out, err = run("analyze", str(shots), "--no-progress")
+
+    assert code == 0, err
+    assert "⚠ secret aws-access-key AKIA…MPLE" in out and "⚠ secret aws-secret-key wJal…EKEY" in out
+    assert "⚠ secret slack-token xoxb…klmn" in out and "⚠ pii card •••• 1111" in out
+    assert set(ids_for("has:secret")) == {"terminal.png"} and set(ids_for("pii:card")) == {"terminal.png"}
+    assert leaked(out + err) == []
+    for path in tmp_path.glob("imgbot.db*"):
+        assert leaked(path.read_bytes()) == [], path
+
+
+def test_with_comprehend_names_and_addresses_are_found_and_it_never_sees_a_secret(
+        env, rekognition, tmp_path, monkeypatch):  # noqa: F811
+    from tests.fakes.comprehend import FakeComprehend
+
+    with FakeComprehend(names=["Jane Doe"]) as comprehend:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_COMPREHEND", comprehend.endpoint_url)
+        monkeypatch.setenv("IMGBOT_TEXT_INSIGHTS", "comprehend")
+        shots = tmp_path / "letters"
+        shots.mkdir()
+        letter, plain = make_image("PNG", colour=(200, 40, 40)), make_image("PNG", colour=(40, 200, 40))
+        rekognition.script(letter, text=["Dear Jane Doe,", "12 Main Street", f"your key {AWS_KEY_ID}"])
+        rekognition.script(plain, text=["SUMMER SALE"])
+        (shots / "letter.png").write_bytes(letter)
+        (shots / "plain.png").write_bytes(plain)
+
+        code, out, err = run("analyze", str(shots))
+        sent = [call.params["Text"] for call in comprehend.requests]
+
+    assert code == 0, err
+    assert "⚠ pii name" in out and "⚠ pii address" in out
+    assert set(ids_for("pii:name")) == {"letter.png"} and set(ids_for("pii:address")) == {"letter.png"}
+    assert len(sent) == 2 and leaked("".join(sent)) == [] and "AKIA…MPLE" in "".join(sent)
+    code, shown, _ = run("show", str(ids_for("pii:name")["letter.png"]), "--json")
+    detectors = {f["kind"]: f["detector"] for f in json.loads(shown)["sensitive"]}
+    assert detectors == {"aws-access-key": "imgbot", "name": "comprehend", "address": "comprehend"}

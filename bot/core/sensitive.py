@@ -72,6 +72,7 @@ _PASSWORD = re.compile(r"\b(?:password|passwd|pwd|passphrase|pass)\s*[:=]\s*(\S{
 
 # -- personal data ------------------------------------------------------------------------------------
 
+_PHONE_LIKE = re.compile(r"(?:\d[\s().+/-]{0,3}){7}")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _CARD = re.compile(r"(?<![0-9])(?:[0-9][ -]?){12,18}[0-9](?![0-9])")
 _IBAN = re.compile(r"\b[A-Z]{2}[0-9]{2}(?:[ ]?[A-Z0-9]){11,30}\b")
@@ -155,6 +156,44 @@ def _token_spans(tokens: Sequence[_Token]) -> tuple[Span, ...]:
     return tuple(spans)
 
 
+#: The exact shapes of tokens whose loose patterns run on (a Slack bot or user token has a fixed tail).
+_EXACT_SHAPES: dict[str, re.Pattern[str]] = {
+    "slack-token": re.compile(r"xox[bp]-\d{8,14}-\d{8,14}-[A-Za-z0-9]{24}|xoxp-\d+-\d+-\d+-[a-f0-9]{32}"),
+}
+_RANDOM_LOOKING = re.compile(r"[0-9_./+=-]|[a-z].*[A-Z]|[A-Z].*[a-z]")
+
+
+def _token_secrets_at(tokens: Sequence[_Token], start: int) -> Iterator[tuple[str, Sequence[_Token]]]:
+    """Each kind of token secret that starts at ``tokens[start]``, with the tokens it covers.
+
+    Loose patterns (a Slack token, a JWT) keep matching when a window runs on into the next
+    words, so a window that matches an exact known shape wins; otherwise the shortest match is
+    taken and extended only by pieces that look random (a key's tail cut off by the reader),
+    never by an ordinary word such as the next line's ``card``."""
+    end_limit = min(len(tokens), start + MAX_WINDOW)
+    for kind, pattern in _TOKEN_SECRETS:
+        exact = _EXACT_SHAPES.get(kind)
+        joined, found, extending = "", None, True
+        for end in range(start, end_limit):
+            joined += tokens[end].text
+            if exact is not None and exact.fullmatch(joined):
+                found = end
+                break
+            if not extending:
+                if exact is None:
+                    break
+                continue
+            if pattern.fullmatch(joined):
+                if found is None or _RANDOM_LOOKING.search(tokens[end].text):
+                    found = end
+                else:
+                    extending = False
+            elif found is not None:
+                extending = False
+        if found is not None:
+            yield kind, tokens[start:found + 1]
+
+
 def _windows(tokens: Sequence[_Token]) -> Iterator[tuple[str, Sequence[_Token]]]:
     """(joined text, tokens) of every window of up to ``MAX_WINDOW`` consecutive tokens."""
     for start in range(len(tokens)):
@@ -214,10 +253,9 @@ def scan(detections: Sequence[TextDetection]) -> Scan:
         entry[2].update(spans)
 
     tokens = _tokens(lines)
-    for joined, window in _windows(tokens):
-        for kind, pattern in _TOKEN_SECRETS:
-            if pattern.fullmatch(joined):
-                add("secret", kind, joined, _token_spans(window))
+    for start in range(len(tokens)):
+        for kind, window in _token_secrets_at(tokens, start):
+            add("secret", kind, "".join(t.text for t in window), _token_spans(window))
     for index, line in enumerate(lines):
         if marker := _PRIVATE_KEY.search(line.text):
             add("secret", "private-key", "private key", _private_key_spans(lines, index, marker.start()))
@@ -235,6 +273,8 @@ def scan(detections: Sequence[TextDetection]) -> Scan:
         for match in _IBAN.finditer(text.text):
             if iban_ok(match.group(0)):
                 add("pii", "iban", match.group(0), text.spans(*match.span()))
+        if not _PHONE_LIKE.search(text.text):
+            continue  # the parser is the costly part of a scan: only where 7 digits run together
         for number in phonenumbers.PhoneNumberMatcher(text.text, "US"):
             digits = re.sub(r"[^0-9]", "", number.raw_string)
             if not any(kind == "card" and digits in value for kind, value in found):
