@@ -103,3 +103,12 @@ def test_a_token_does_not_run_on_into_the_words_after_it() -> None:
 
     assert [f.masked for f in tokens] == ["xoxb…klmn"]
     assert tokens[0].line_ids == (0, 2)
+
+
+def test_a_secret_key_split_over_lines_is_found_by_its_name_alone() -> None:
+    console = find_sensitive(lines("Secret access key", f"{AWS_SECRET[:25]}", f"{AWS_SECRET[25:]}  Show"))
+    named = find_sensitive(lines(f"aws_secret_access_key = {AWS_SECRET[:22]}", AWS_SECRET[22:]))
+    unnamed = find_sensitive(lines("checksum", "a" * 20 + "B1" + "c" * 18))
+
+    assert ("secret", "aws-secret-key") in kinds(console) and ("secret", "aws-secret-key") in kinds(named)
+    assert not kinds(unnamed)

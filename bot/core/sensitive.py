@@ -194,13 +194,13 @@ def _token_secrets_at(tokens: Sequence[_Token], start: int) -> Iterator[tuple[st
             yield kind, tokens[start:found + 1]
 
 
-def _windows(tokens: Sequence[_Token]) -> Iterator[tuple[str, Sequence[_Token]]]:
-    """(joined text, tokens) of every window of up to ``MAX_WINDOW`` consecutive tokens."""
-    for start in range(len(tokens)):
-        joined = ""
-        for end in range(start, min(len(tokens), start + MAX_WINDOW)):
-            joined += tokens[end].text
-            yield joined, tokens[start:end + 1]
+def _looks_like_aws_secret(joined: str, tokens: Sequence[_Token], start: int, key_id_shown: bool) -> bool:
+    """40 base64 characters are an AWS secret key next to a key id, or after the word "secret" (the console's
+    "Secret access key", a credentials file's name) when they look random."""
+    if key_id_shown and any(c in joined for c in "/+"):
+        return True
+    named = any("secret" in token.text.lower() for token in tokens[max(0, start - 4):start])
+    return named and bool(re.search(r"[0-9/+]", joined)) and joined.lower() != joined and joined.upper() != joined
 
 
 @dataclass(frozen=True)
@@ -279,10 +279,16 @@ def scan(detections: Sequence[TextDetection]) -> Scan:
             digits = re.sub(r"[^0-9]", "", number.raw_string)
             if not any(kind == "card" and digits in value for kind, value in found):
                 add("pii", "phone", number.raw_string, text.spans(number.start, number.end))
-    if any(kind == "aws-access-key" for kind, _ in found):  # a key id on screen: its secret is the 40 next to it
-        for joined, window in _windows(tokens):
-            if len(joined) == 40 and _BARE_AWS_SECRET.fullmatch(joined) and any(c in joined for c in "/+"):
-                add("secret", "aws-secret-key", joined, _token_spans(window))
+    key_id_shown = any(kind == "aws-access-key" for kind, _ in found)
+    for start in range(len(tokens)):  # a secret key read in pieces, or with its name on another line
+        joined = ""
+        for end in range(start, min(len(tokens), start + MAX_WINDOW)):
+            joined += tokens[end].text
+            if len(joined) >= 40:
+                if len(joined) == 40 and _BARE_AWS_SECRET.fullmatch(joined) and _looks_like_aws_secret(
+                        joined, tokens, start, key_id_shown):
+                    add("secret", "aws-secret-key", joined, _token_spans(tokens[start:end + 1]))
+                break
     findings = tuple(
         Finding(category, kind, masked, tuple(sorted(spans)))
         for (kind, _), (category, masked, spans) in found.items()
