@@ -164,6 +164,7 @@ def test_the_report_summary_counts_what_was_asked() -> None:
     shown = all_text(message_blocks)
     assert "*Images analysed:* 2" in shown and "*Images with text:* 1" in shown
     assert "*Flagged images:* 1" in shown and "*Failures:* 1" in shown and "Cat &lt;b&gt;: 1" in shown
+    assert "*Showing secrets or card numbers:* 0 (personal data: 0)" in shown
     assert message_blocks[0]["type"] == "header" and len(message_blocks[0]["text"]["text"]) <= 150
     assert "2 images analysed" in text
 

@@ -330,6 +330,8 @@ def report_summary(data: ReportData, *, requested_by: str | None = None, label_l
         f"*Images analysed:* {len(data.analysed)}\n"
         f"*Images with text:* {len(data.with_text)}\n"
         f"*Flagged images:* {len(data.flagged)}{review}\n"
+        f"*Showing secrets or card numbers:* {sum(1 for i in data.analysed if hidden_kinds(i))} "
+        f"(personal data: {sum(1 for i in data.analysed if any(not f.hides_text for f in i.sensitive))})\n"
         f"*Failures:* {len(data.failed)}"
     )
     top = data.top_labels[:label_limit]
