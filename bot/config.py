@@ -136,6 +136,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "Rekognition calls per second, per API, this process may make (empty: the region's default "
                 "quota, 50 or 5); several processes sharing an account's quota each get a share.",
                 _optional_positive_float, "(the region's quota)"),
+    SettingSpec("IMGBOT_REKOGNITION_IMAGE_PROPERTIES", "rekognition_image_properties", "0",
+                "Ask DetectLabels for IMAGE_PROPERTIES (Rekognition's colours and quality, billed extra) and "
+                "store them instead of imgbot's own, computed from the pixels.", _bool),
     SettingSpec("IMGBOT_AWS_MAX_ATTEMPTS", "aws_max_attempts", "8",
                 "botocore retry attempts for S3, Rekognition and SQS calls.", _positive_int),
     SettingSpec("IMGBOT_QUEUE_URL", "queue_url", "",
@@ -190,6 +193,7 @@ class Settings:
     concurrency: int | None = None
     max_inflight_mb: int = 256
     rekognition_tps: float | None = None
+    rekognition_image_properties: bool = False
     aws_max_attempts: int = 8
     queue_url: str | None = None
     log_level: str = "INFO"

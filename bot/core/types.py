@@ -91,6 +91,32 @@ class Face:
     embedding: tuple[float, ...] | None = None
 
 
+@dataclass(frozen=True)
+class DominantColor:
+    """One of an image's dominant colours, in Rekognition's ``DominantColors`` shape."""
+
+    red: int
+    green: int
+    blue: int
+    hex_code: str  # "#1a2b3c"
+    css_color: str  # the nearest CSS colour name: "teal"
+    simplified_color: str  # one of Rekognition's simplified colour names: "green"
+    pixel_percent: float  # 0-100
+
+
+@dataclass(frozen=True)
+class ImageProperties:
+    """Colours and quality, in Rekognition's ``ImageProperties`` shape (scores 0-100).
+
+    ``source`` is ``pixels`` when imgbot computed them, ``rekognition`` when DetectLabels did."""
+
+    brightness: float
+    sharpness: float
+    contrast: float
+    dominant_colors: tuple[DominantColor, ...] = ()
+    source: str = "pixels"
+
+
 Category = Literal["secret", "pii"]
 #: Where a finding was read: (line id, first character, end character) in that line's text.
 Span = tuple[int, int, int]
@@ -143,6 +169,8 @@ class Analysis:
     faces: tuple[Face, ...] = ()
     faces_requested: bool = False
     raw: dict[str, Any] = field(default_factory=dict)
+    #: Colours and quality (Rekognition's when it was asked for them; else the pipeline computes them).
+    properties: ImageProperties | None = None
     #: Secrets and personal data read in the text (masked in ``text`` and ``raw`` already; see core/redaction.py).
     sensitive: tuple[Finding, ...] = ()
     #: Seconds this analysis waited for the provider's rate limit (not stored: it sizes the work in flight).
