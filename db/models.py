@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
@@ -82,6 +83,8 @@ class Image(Base):
     runs: Mapped[list[AnalysisRun]] = relationship(cascade="all, delete-orphan", order_by="AnalysisRun.id")
     sensitive_findings: Mapped[list[SensitiveFinding]] = relationship(
         cascade="all, delete-orphan", order_by="SensitiveFinding.id")
+    visual: Mapped[ImageVisual | None] = relationship(cascade="all, delete-orphan")
+    colors: Mapped[list[ImageColor]] = relationship(cascade="all, delete-orphan", order_by="ImageColor.rank")
 
 
 class Sighting(Base):
@@ -200,6 +203,47 @@ class SensitiveFinding(Base):
     score: Mapped[float | None] = mapped_column(Float)
     line_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     boxes: Mapped[list[dict[str, float]]] = mapped_column(JSON, default=list)
+
+
+class ImageVisual(Base):
+    """How an image looks: its perceptual hash and quality scores (0-100), for every image and engine."""
+
+    __tablename__ = "image_visuals"
+    __table_args__ = (
+        # Rows in the order they were written: the near-duplicate index loads what is new since it last looked.
+        Index("ix_image_visuals_seq", "seq"),
+        Index("ix_image_visuals_sharpness_image_id", "sharpness", "image_id"),
+        Index("ix_image_visuals_brightness_image_id", "brightness", "image_id"),
+    )
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    phash: Mapped[int | None] = mapped_column(BigInteger)  # 64 bits, stored signed
+    brightness: Mapped[float] = mapped_column(Float)
+    sharpness: Mapped[float] = mapped_column(Float)
+    contrast: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(16))  # pixels | rekognition
+
+
+class ImageColor(Base):
+    """One of an image's dominant colours (Rekognition's DominantColors shape), largest first."""
+
+    __tablename__ = "image_colors"
+    # ``color:teal>40`` reads an index alone: by simplified name, or by CSS name, then share.
+    __table_args__ = (
+        Index("ix_image_colors_simplified_percent_image_id", "simplified", "percent", "image_id"),
+        Index("ix_image_colors_css_percent_image_id", "css", "percent", "image_id"),
+    )
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    red: Mapped[int] = mapped_column(Integer)
+    green: Mapped[int] = mapped_column(Integer)
+    blue: Mapped[int] = mapped_column(Integer)
+    hex: Mapped[str] = mapped_column(String(7))
+    css: Mapped[str] = mapped_column(String(32))
+    simplified: Mapped[str] = mapped_column(String(16))
+    percent: Mapped[float] = mapped_column(Float)
 
 
 class AnalysisRun(Base):

@@ -25,8 +25,10 @@ from bot.aws import AwsFailure, classify, classify_code, error_code, make_client
 from bot.core.types import (
     Analysis,
     BoundingBox,
+    DominantColor,
     Face,
     FaceLandmark,
+    ImageProperties,
     Label,
     LabelInstance,
     ModerationLabel,
@@ -34,6 +36,7 @@ from bot.core.types import (
     StoredObject,
     TextDetection,
 )
+from bot.core.visual import normalize_simplified
 from bot.errors import AnalyzerError
 from bot.ratelimit import RateLimiter
 
@@ -60,6 +63,9 @@ _METHODS = {
     DETECT_MODERATION_LABELS: "detect_moderation_labels",
     DETECT_FACES: "detect_faces",
 }
+
+#: DetectLabels' ``Features`` when IMGBOT_REKOGNITION_IMAGE_PROPERTIES is on (IMAGE_PROPERTIES is billed apart).
+LABEL_FEATURES_WITH_PROPERTIES = ["GENERAL_LABELS", "IMAGE_PROPERTIES"]
 
 # Face fields that are not attributes: they have their own place in ``Face``.
 _FACE_CORE_FIELDS = frozenset({"BoundingBox", "Confidence", "Landmarks"})
@@ -92,6 +98,7 @@ def create(settings: Settings) -> RekognitionAnalyzer:
         client,
         faces=settings.faces,
         store_min_confidence=settings.store_min_confidence,
+        image_properties=settings.rekognition_image_properties,
         tps=tps,
         max_workers=settings.max_in_flight * 4,
     )
@@ -108,6 +115,7 @@ class RekognitionAnalyzer:
         *,
         faces: bool,
         store_min_confidence: float = 50.0,
+        image_properties: bool = False,
         tps: float = 50.0,
         limiter: RateLimiter | None = None,
         max_workers: int = 16,
@@ -115,6 +123,7 @@ class RekognitionAnalyzer:
         self.client = client
         self.faces = faces
         self.store_min_confidence = float(store_min_confidence)
+        self.image_properties = image_properties
         self.limiter = limiter if limiter is not None else RateLimiter.shared("rekognition", tps)
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="imgbot-rekognition")
         # Every attempt is paced, botocore's retries included, and every throttle slows its API down.
@@ -152,11 +161,17 @@ class RekognitionAnalyzer:
 
         DetectLabels gets no ``MaxLabels``: its default is already the API's upper
         limit (1,000), and the confidence floor is what keeps the list short. Nor
-        ``Features``: general labels are what it returns when none is asked for.
+        ``Features``, unless image properties are on (``IMGBOT_REKOGNITION_IMAGE_PROPERTIES``):
+        general labels are what it returns when none is asked for; with
+        ``GENERAL_LABELS`` and ``IMAGE_PROPERTIES`` it also returns colours and quality
+        (the default 10 dominant colours, which is what imgbot keeps).
         """
         image_argument = self.image_argument(image)
+        labels_call: dict[str, Any] = {"Image": image_argument, "MinConfidence": self.store_min_confidence}
+        if self.image_properties:
+            labels_call["Features"] = list(LABEL_FEATURES_WITH_PROPERTIES)
         calls: dict[str, dict[str, Any]] = {
-            DETECT_LABELS: {"Image": image_argument, "MinConfidence": self.store_min_confidence},
+            DETECT_LABELS: labels_call,
             DETECT_TEXT: {"Image": image_argument},
             DETECT_MODERATION_LABELS: {"Image": image_argument, "MinConfidence": self.store_min_confidence},
         }
@@ -264,6 +279,7 @@ def to_analysis(responses: dict[str, dict[str, Any]], *, faces_requested: bool) 
         faces=faces_from(faces_response),
         faces_requested=faces_requested,
         raw=dict(responses),
+        properties=properties_from(labels_response),
     )
 
 
@@ -291,6 +307,47 @@ def labels_from(response: dict[str, Any]) -> tuple[Label, ...]:
         for label in response.get("Labels") or ()
         if label.get("Name")
     )
+
+
+def properties_from(response: dict[str, Any]) -> ImageProperties | None:
+    """DetectLabels' ``ImageProperties`` (whole image only), or ``None`` when it was not asked for.
+
+    Colours keep Rekognition's order; ``HexCode`` becomes lower-case ``#rrggbb`` (made from
+    the RGB values when absent or malformed), ``CSSColor`` lower case as given,
+    ``SimplifiedColor`` lower case with ``gray`` spelled ``grey``.
+    """
+    found = response.get("ImageProperties")
+    if not isinstance(found, dict):
+        return None
+    quality = found.get("Quality") or {}
+    return ImageProperties(
+        brightness=float(quality.get("Brightness", 0.0)),
+        sharpness=float(quality.get("Sharpness", 0.0)),
+        contrast=float(quality.get("Contrast", 0.0)),
+        dominant_colors=tuple(_dominant_color(colour) for colour in found.get("DominantColors") or ()),
+        source="rekognition",
+    )
+
+
+def _dominant_color(colour: dict[str, Any]) -> DominantColor:
+    red, green, blue = (min(255, max(0, int(colour.get(key, 0)))) for key in ("Red", "Green", "Blue"))
+    return DominantColor(
+        red=red,
+        green=green,
+        blue=blue,
+        hex_code=_hex_code(colour.get("HexCode"), (red, green, blue)),
+        css_color=str(colour.get("CSSColor") or "").strip().lower(),
+        simplified_color=normalize_simplified(str(colour.get("SimplifiedColor") or "")),
+        pixel_percent=float(colour.get("PixelPercent", 0.0)),
+    )
+
+
+def _hex_code(value: Any, rgb: tuple[int, int, int]) -> str:
+    """``"#2F4F4F"`` or ``"2f4f4f"`` → ``"#2f4f4f"``; from ``rgb`` when ``value`` is no 6-digit hex code."""
+    digits = str(value or "").strip().lstrip("#").lower()
+    if len(digits) == 6 and all(c in "0123456789abcdef" for c in digits):
+        return f"#{digits}"
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
 def text_from(response: dict[str, Any]) -> tuple[TextDetection, ...]:

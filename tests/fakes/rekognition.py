@@ -12,7 +12,12 @@ Results are deterministic and derived from the image:
   Composition"), plus any names in a PNG text chunk ``imgbot:labels`` ("Cat,Pet");
 * text: the lines of a PNG text chunk ``imgbot:text`` or of a JPEG comment;
 * moderation: the names in a PNG text chunk ``imgbot:moderation`` ("Explicit Nudity");
-* faces: ``imgbot:faces`` (a count) in a PNG text chunk.
+* faces: ``imgbot:faces`` (a count) in a PNG text chunk;
+* image properties (DetectLabels with ``Features=[..., "IMAGE_PROPERTIES"]``): colours and
+  quality computed by ``bot.core.visual.image_properties`` in the API's shape, for the
+  whole image, its foreground (here: the middle half of each side) and its background
+  (the rest). Unlike the real service, colours are the mean of their pixels rather than
+  snapped to the CSS colour's own value.
 
 or scripted per image with ``script(sha256_or_bytes_or_s3_uri, labels=…, text=…, …)``.
 Errors use Rekognition's real shape (HTTP 400/500, ``x-amzn-ErrorType``, and a body
@@ -43,11 +48,14 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from bot.core.types import DominantColor, ImageProperties
+from bot.core.visual import image_properties
 
 OPERATIONS = ("DetectLabels", "DetectText", "DetectModerationLabels", "DetectFaces")
 TARGET_PREFIX = "RekognitionService."
@@ -133,6 +141,7 @@ class Script:
     text: list[dict[str, Any]] | None = None
     moderation: list[dict[str, Any]] | None = None
     faces: list[dict[str, Any]] | None = None
+    image_properties: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -210,6 +219,7 @@ class FakeRekognition:
         self._failures: dict[str, list[_Failure]] = {}
         self._scripts: dict[str, Script] = {}
         self._findings_cache: dict[str, _Findings] = {}
+        self._properties_cache: dict[str, dict[str, Any]] = {}
         self._buckets: dict[str, _Bucket] = {}
         self._in_flight = 0
         self.max_in_flight = 0
@@ -284,11 +294,13 @@ class FakeRekognition:
         text: Iterable[str] | None = None,
         moderation: Iterable[str | tuple[str, float] | dict[str, Any]] | None = None,
         faces: int | Iterable[dict[str, Any]] | None = None,
+        image_properties: dict[str, Any] | None = None,
     ) -> str:
         """Script what the fake finds in ``image`` (its bytes, sha256 hex, or ``s3://bucket/key``).
 
         ``labels`` and ``moderation`` take names, ``(name, confidence)`` pairs or full
-        Rekognition dicts; ``text`` takes lines; ``faces`` a count or FaceDetail dicts.
+        Rekognition dicts; ``text`` takes lines; ``faces`` a count or FaceDetail dicts;
+        ``image_properties`` the ``ImageProperties`` DetectLabels returns when asked for it.
         The image must still be a JPEG or PNG the fake can decode, as Rekognition's would.
         Returns the key the script is stored under.
         """
@@ -298,6 +310,7 @@ class FakeRekognition:
             text=text_detections(list(text)) if text is not None else None,
             moderation=_moderation(moderation) if moderation is not None else None,
             faces=(face_details(faces) if isinstance(faces, int) else list(faces)) if faces is not None else None,
+            image_properties=dict(image_properties) if image_properties is not None else None,
         )
         with self._lock:
             self._scripts[key] = scripted
@@ -372,6 +385,7 @@ class FakeRekognition:
                 raise FakeRekognitionError("SerializationException") from exc
             self._scripted_failure(operation)
             self._meter(operation)
+            _validate(operation, params)
             data, script_keys = self._image(params)
             image_sha = hashlib.sha256(data).hexdigest() if data is not None else None
             result = self._answer(operation, params, data, script_keys)
@@ -464,6 +478,21 @@ class FakeRekognition:
                 self._findings_cache[sha] = cached
         return cached
 
+    def _image_properties(self, data: bytes | None, max_colors: int) -> dict[str, Any]:
+        """DetectLabels' ``ImageProperties`` for ``data``, computed once per image and colour cap."""
+        if data is None:
+            return image_properties_json(GENERIC_PROPERTIES)
+        key = f"{hashlib.sha256(data).hexdigest()}:{max_colors}"
+        with self._lock:
+            cached = self._properties_cache.get(key)
+        if cached is None:
+            cached = image_properties_block(data, max_colors)
+            with self._lock:
+                if len(self._properties_cache) >= 256:
+                    self._properties_cache.clear()
+                self._properties_cache[key] = cached
+        return cached
+
     def _answer(
         self, operation: str, params: dict[str, Any], data: bytes | None, keys: tuple[str, ...]
     ) -> dict[str, Any]:
@@ -472,11 +501,22 @@ class FakeRekognition:
         findings = self._findings(data)
         min_confidence = float(params.get("MinConfidence", 55.0 if operation == "DetectLabels" else 50.0))
         if operation == "DetectLabels":
-            labels = scripted.labels if scripted.labels is not None else findings.labels
-            labels = [label for label in labels if label["Confidence"] >= min_confidence]
-            if "MaxLabels" in params:
-                labels = labels[: int(params["MaxLabels"])]
-            return {"Labels": labels, "LabelModelVersion": LABEL_MODEL_VERSION}
+            features = params.get("Features") or ["GENERAL_LABELS"]
+            labels: list[dict[str, Any]] = []
+            if "GENERAL_LABELS" in features:
+                labels = scripted.labels if scripted.labels is not None else findings.labels
+                labels = [label for label in labels if label["Confidence"] >= min_confidence]
+                if "MaxLabels" in params:
+                    labels = labels[: int(params["MaxLabels"])]
+            answer: dict[str, Any] = {"Labels": labels, "LabelModelVersion": LABEL_MODEL_VERSION}
+            if "IMAGE_PROPERTIES" in features:
+                settings = (params.get("Settings") or {}).get("ImageProperties") or {}
+                max_colors = int(settings.get("MaxDominantColors", 10))
+                if scripted.image_properties is not None:
+                    answer["ImageProperties"] = scripted.image_properties
+                else:
+                    answer["ImageProperties"] = self._image_properties(data, max_colors)
+            return answer
         if operation == "DetectText":
             text = scripted.text if scripted.text is not None else findings.text
             return {"TextDetections": text, "TextModelVersion": TEXT_MODEL_VERSION}
@@ -590,6 +630,83 @@ def dominant_colour(image: Image.Image) -> tuple[str, float]:
         votes[min(COLOURS, key=lambda name: _distance(rgb, COLOURS[name]))] += count
     name, count = votes.most_common(1)[0]
     return name, count / (32 * 32)
+
+
+#: DetectLabels' ``Features`` values (botocore's ``DetectLabelsFeatureName``; at most 2 in a list).
+FEATURES = ("GENERAL_LABELS", "IMAGE_PROPERTIES")
+
+#: What an S3 image the fake cannot read gets for IMAGE_PROPERTIES: a mid grey, fairly sharp.
+GENERIC_PROPERTIES = ImageProperties(
+    brightness=50.0, sharpness=70.0, contrast=40.0,
+    dominant_colors=(DominantColor(red=128, green=128, blue=128, hex_code="#808080", css_color="gray",
+                                   simplified_color="grey", pixel_percent=100.0),),
+)
+
+
+def _validate(operation: str, params: dict[str, Any]) -> None:
+    """Refuse what the real API refuses with InvalidParameterException: unknown ``Features`` values,
+    more than two, and a ``MaxDominantColors`` outside 0-20."""
+    if operation != "DetectLabels":
+        return
+    features = params.get("Features")
+    if features is not None:
+        if not isinstance(features, list) or len(features) > len(FEATURES) or any(
+                feature not in FEATURES for feature in features):
+            raise FakeRekognitionError(
+                "InvalidParameterException",
+                f"Features must be a list of at most 2 of {', '.join(FEATURES)}; got {features!r}",
+            )
+    settings = (params.get("Settings") or {}).get("ImageProperties") or {}
+    if "MaxDominantColors" in settings:
+        value = settings["MaxDominantColors"]
+        if not isinstance(value, int) or not 0 <= value <= 20:
+            raise FakeRekognitionError("InvalidParameterException",
+                                       f"MaxDominantColors must be between 0 and 20; got {value!r}")
+
+
+def _colours_json(colours: Iterable[DominantColor]) -> list[dict[str, Any]]:
+    return [
+        {"Red": c.red, "Green": c.green, "Blue": c.blue, "HexCode": c.hex_code, "CSSColor": c.css_color,
+         "SimplifiedColor": c.simplified_color, "PixelPercent": c.pixel_percent}
+        for c in colours
+    ]
+
+
+def image_properties_json(
+    whole: ImageProperties, foreground: ImageProperties | None = None, background: ImageProperties | None = None
+) -> dict[str, Any]:
+    """``ImageProperties`` in the API's JSON shape. Foreground and background quality have no
+    ``Contrast``, as in the real API; without them, the whole image stands in for both."""
+    foreground = foreground or whole
+    background = background or whole
+    return {
+        "Quality": {"Brightness": whole.brightness, "Sharpness": whole.sharpness, "Contrast": whole.contrast},
+        "DominantColors": _colours_json(whole.dominant_colors),
+        "Foreground": {
+            "Quality": {"Brightness": foreground.brightness, "Sharpness": foreground.sharpness},
+            "DominantColors": _colours_json(foreground.dominant_colors),
+        },
+        "Background": {
+            "Quality": {"Brightness": background.brightness, "Sharpness": background.sharpness},
+            "DominantColors": _colours_json(background.dominant_colors),
+        },
+    }
+
+
+def image_properties_block(data: bytes, max_colors: int = 10) -> dict[str, Any]:
+    """``ImageProperties`` computed from the pixels (``bot.core.visual``): the whole image, the
+    middle half of each side as the foreground, the rest (its colours; the whole image's
+    quality) as the background."""
+    with Image.open(io.BytesIO(data)) as opened:
+        image = ImageOps.exif_transpose(opened).convert("RGB")
+    width, height = image.size
+    centre = (width // 4, height // 4, width - width // 4, height - height // 4)
+    whole = image_properties(image, max_colors=max_colors)
+    foreground = image_properties(image.crop(centre), max_colors=max_colors)
+    surround = image.convert("RGBA")
+    surround.paste((0, 0, 0, 0), centre)
+    background = replace(whole, dominant_colors=image_properties(surround, max_colors=max_colors).dominant_colors)
+    return image_properties_json(whole, foreground, background)
 
 
 def _distance(a: tuple[int, ...], b: tuple[int, int, int]) -> int:
