@@ -6,22 +6,26 @@ the worker call. It knows nothing of Slack or AWS itself.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from bot.config import Settings
 from bot.core.flow import FlowControl
 from bot.core.pipeline import Pipeline
 from bot.core.ports import Analyzer, PiiDetector, Storage
 from bot.core.records import ImageRecord, ReportData, SearchPage
+from bot.core.search import Query
 from bot.core.types import IngestResult, Source
 from bot.errors import ImgbotError, NotFound
 from db import queries
 from db.session import Database
+from db.visuals import HashCache
 
 log = logging.getLogger("imgbot.core")
 
@@ -37,6 +41,7 @@ class Core:
     _pipeline: Pipeline | None = field(default=None, init=False, repr=False)
     _flow: FlowControl | None = field(default=None, init=False, repr=False)
     _pii_detector: PiiDetector | None = field(default=None, init=False, repr=False)
+    _hashes: HashCache | None = field(default=None, init=False, repr=False)
 
     @property
     def analyzer(self) -> Analyzer:
@@ -186,7 +191,7 @@ class Core:
         from bot.core.search import parse_query
         from db.search import search_images
 
-        parsed = parse_query(query)
+        parsed = self._resolve_duplicates(parse_query(query))
         with self.database.transaction() as session:
             return search_images(
                 session, parsed, query_text=query, channels=channels, page=page, per_page=per_page,
@@ -203,7 +208,7 @@ class Core:
         from bot.core.search import parse_query
         from db.search import report_data
 
-        parsed = parse_query(query)
+        parsed = self._resolve_duplicates(parse_query(query))
         with self.database.transaction() as session:
             return report_data(
                 session, parsed, query_text=query, channels=channels, title=title or "imgbot report",
@@ -212,6 +217,35 @@ class Core:
                 now=_now(), full_records=full_records,
                 side_session=self.database.transaction if self.database.shared_between_connections else None,
             )
+
+    @property
+    def hashes(self) -> HashCache:
+        """This process's near-duplicate index (perceptual hashes in memory), loaded on first use."""
+        with self._analyzer_lock:
+            if self._hashes is None:
+                self._hashes = HashCache(self.database.engine)
+            return self._hashes
+
+    def near_duplicates(self, image_id: int) -> list[tuple[int, int]]:
+        """(image id, differing bits) of the images that look like ``image_id``, closest first."""
+        return self.hashes.near(image_id)
+
+    def _resolve_duplicates(self, query: Query) -> Query:
+        """``dupes:ID`` terms with their candidates from the hash index (the SQL then scopes them)."""
+        from bot.core.search import And, DupesFilter, Not, Or
+
+        def resolve(term: Any) -> Any:
+            if isinstance(term, DupesFilter):
+                return DupesFilter(term.image_id, tuple(i for i, _ in self.near_duplicates(term.image_id)))
+            if isinstance(term, Not):
+                return Not(resolve(term.term))
+            if isinstance(term, (And, Or)):
+                return type(term)(tuple(resolve(t) for t in term.terms))
+            return term
+
+        if not any(isinstance(term, DupesFilter) for term, _ in query.leaves()):
+            return query
+        return dataclasses.replace(query, where=resolve(query.where))
 
     def render_report(self, data: ReportData, fmt: str = "md") -> str:
         from bot.core.report import render_report

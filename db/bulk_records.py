@@ -29,7 +29,7 @@ from bot.core.types import (
     ModerationLabel,
     TextDetection,
 )
-from db import findings, models
+from db import findings, models, visuals
 
 __all__ = ["load_records"]
 
@@ -130,6 +130,11 @@ def _load_batch(session: Session, ids: list[int], narrow: bool, label_min: float
     found = _grouped(session, (finding.category, finding.kind, finding.masked, finding.detector, finding.score,
                                _raw(finding.line_ids), _raw(finding.boxes)), finding.image_id, ids, (finding.id,),
                      _finding)
+    visual, color = models.ImageVisual, models.ImageColor
+    looks = _grouped(session, (visual.brightness, visual.sharpness, visual.contrast, visual.source, visual.phash),
+                     visual.image_id, ids, (), lambda row: row)
+    colors = _grouped(session, (color.red, color.green, color.blue, color.hex, color.css, color.simplified,
+                                color.percent), color.image_id, ids, (color.rank,), lambda row: row)
     versions = {} if narrow else _latest_model_versions(session, ids)
     decisions = _latest_decisions(session, ids)
     none: tuple[Any, ...] = ()
@@ -143,6 +148,8 @@ def _load_batch(session: Session, ids: list[int], narrow: bool, label_min: float
             moderation=tuple(flags.get(row.id, none)), faces=tuple(faces.get(row.id, none)),
             sightings=tuple(sightings.get(row.id, none)), moderation_decision=decisions.get(row.id),
             sensitive=tuple(found.get(row.id, none)),
+            properties=visuals.to_properties(looks[row.id][0], colors.get(row.id, [])) if row.id in looks else None,
+            phash=looks[row.id][0].phash if row.id in looks else None,
         )
         for row in images
     }

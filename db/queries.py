@@ -33,7 +33,7 @@ from bot.core.types import (
     Source,
     TextDetection,
 )
-from db import channel_stats, findings, models
+from db import channel_stats, findings, models, visuals
 
 LEASE = timedelta(minutes=10)
 
@@ -44,7 +44,7 @@ RUNS: Table = models.AnalysisRun.__table__  # type: ignore[assignment]
 _RESULT_TABLES: tuple[Table, ...] = tuple(
     model.__table__ for model in (models.Label, models.LabelTerm, models.TextDetection,  # type: ignore[misc]
                                   models.ModerationLabel, models.Face, models.SearchDocument,
-                                  models.SensitiveFinding)
+                                  models.SensitiveFinding, models.ImageVisual, models.ImageColor)
 )
 
 
@@ -269,6 +269,7 @@ def _replace_results(
             {"image_id": image_id, "labels": " ".join(sorted(terms)), "text": "\n".join(lines)}
         ]),
         (findings.TABLE, findings.rows(image_id, analysis.sensitive)),
+        *visuals.rows(image_id, analysis.properties, analysis.phash),
         (RUNS, [
             {"image_id": image_id, "provider": analysis.provider, "model_versions": dict(analysis.model_versions),
              "outcome": "done", "error": None, "started_at": started_at, "seconds": seconds, "raw": analysis.raw}
@@ -440,6 +441,7 @@ def load_image_records(session: Session, image_ids: Sequence[int]) -> list[Image
             selectinload(models.Image.sightings), selectinload(models.Image.labels),
             selectinload(models.Image.text_detections), selectinload(models.Image.moderation_labels),
             selectinload(models.Image.faces), selectinload(models.Image.sensitive_findings),
+            selectinload(models.Image.visual), selectinload(models.Image.colors),
         )
     ).scalars().all()
     by_id = {image.id: image for image in images}
@@ -521,6 +523,8 @@ def _to_record(
         sightings=tuple(_to_sighting(s) for s in sorted(image.sightings, key=lambda s: s.seen_at)),
         moderation_decision=decision,
         sensitive=tuple(findings.to_finding(row) for row in image.sensitive_findings),
+        properties=visuals.to_properties(image.visual, image.colors),
+        phash=image.visual.phash if image.visual is not None else None,
     )
 
 

@@ -97,10 +97,13 @@ from bot.core.records import (
 from bot.core.search import (
     And,
     ChannelFilter,
+    ColorFilter,
+    DupesFilter,
     HasFilter,
     LabelFilter,
     Not,
     Or,
+    QualityFilter,
     Query,
     SeenFilter,
     SensitiveFilter,
@@ -115,6 +118,8 @@ from db.bulk_records import load_records
 from db.models import (
     IMAGE_STATUSES,
     Image,
+    ImageColor,
+    ImageVisual,
     LabelTerm,
     ModerationLabel,
     SearchDocument,
@@ -400,6 +405,8 @@ def _condition(term: Term, ctx: _Context, *, top: bool = False) -> ColumnElement
         return _text_match(term.phrase, ctx, exact=True)
     if isinstance(term, UnsafeFilter):
         return _flagged(ctx, term.category)
+    if isinstance(term, (ColorFilter, QualityFilter, DupesFilter)):
+        return _looks(term, ctx)
     if isinstance(term, SensitiveFilter):
         if ctx.probe:
             return ctx.exists(select(SensitiveFinding.image_id).where(
@@ -417,6 +424,39 @@ def _condition(term: Term, ctx: _Context, *, top: bool = False) -> ColumnElement
                 LabelTerm.image_id == Image.id, ctx.confident(LabelTerm.confidence)))
         return Image.id.in_(select(LabelTerm.image_id).where(ctx.confident(LabelTerm.confidence)))
     raise TypeError(f"unknown query term {term!r}")  # pragma: no cover - the parser makes only the above
+
+
+def _looks_select(term: ColorFilter | QualityFilter | DupesFilter, ctx: _Context) -> Select[Any] | None:
+    """The ids an index lists for a colour, quality or near-duplicate term (None: a condition on the image row)."""
+    from bot.core.visual import BLURRY_BELOW, DARK_BELOW, FLAT_BELOW
+
+    if isinstance(term, ColorFilter):
+        keys = list(term.keys)
+        return select(ImageColor.image_id.label("image_id")).where(
+            or_(ImageColor.simplified.in_(keys), ImageColor.css.in_(keys)), ImageColor.percent >= term.min_percent)
+    if isinstance(term, DupesFilter):
+        return None
+    if term.what == "blurry":
+        return select(ImageVisual.image_id.label("image_id")).where(
+            ImageVisual.sharpness < BLURRY_BELOW, ImageVisual.contrast >= FLAT_BELOW)
+    if term.what == "dark":
+        return select(ImageVisual.image_id.label("image_id")).where(ImageVisual.brightness < DARK_BELOW)
+    return None
+
+
+def _looks(term: ColorFilter | QualityFilter | DupesFilter, ctx: _Context) -> ColumnElement[bool]:
+    from bot.core.visual import SMALL_BELOW_PX
+
+    if isinstance(term, DupesFilter):
+        # The image asked about must itself be visible to the caller, or its near-duplicates say nothing.
+        shown = select(Sighting.id).where(Sighting.image_id == term.image_id, *ctx.visible()).exists()
+        return and_(Image.id.in_(list(term.candidates or ())), shown, Image.id != term.image_id)
+    listed = _looks_select(term, ctx)
+    if listed is None:  # quality:small: the stored size decides
+        return and_(Image.width < SMALL_BELOW_PX, Image.height < SMALL_BELOW_PX)
+    if ctx.probe:
+        return ctx.exists(listed.where(listed.selected_columns[0] == Image.id))
+    return Image.id.in_(listed)
 
 
 def _sensitive(term: SensitiveFilter) -> list[ColumnElement[bool]]:
@@ -563,6 +603,11 @@ def _driver(term: Term, ctx: _Context) -> list[list[Select[Any]]]:
     if isinstance(term, TextFilter):
         text = _text_driver(term.phrase, ctx)
         return [[text]] if text is not None else []
+    if isinstance(term, DupesFilter):
+        return [[select(Image.id.label("image_id")).where(Image.id.in_(list(term.candidates or ())))]]
+    if isinstance(term, (ColorFilter, QualityFilter)):
+        listed = _looks_select(term, ctx)
+        return [[listed]] if listed is not None else []
     if isinstance(term, SensitiveFilter):  # few images show any: the findings' index lists them
         return [[select(SensitiveFinding.image_id.label("image_id")).where(*_sensitive(term))]]
     if isinstance(term, UnsafeFilter) or (isinstance(term, HasFilter) and term.what == "moderation"):

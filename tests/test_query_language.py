@@ -260,7 +260,7 @@ BAD_QUERIES = {
     "lable:dog": 'Unknown filter "lable:". Did you mean "label:"?',
     "txt:hello": 'Did you mean "text:"?',
     "frm:alice": 'Did you mean "from:"?',
-    "colour:red": 'Unknown filter "colour:". Filters are',
+    "zzz:red": 'Unknown filter "zzz:". Filters are',
     "label:": "label: needs a label name",
     "text:": "text: needs the text",
     "in:": "in: needs a channel",

@@ -22,6 +22,7 @@ from bot.config import Settings
 from bot.core.flow import FlowControl
 from bot.core.insights import add_text_insights
 from bot.core.intake import prepare_image, sha256_of
+from bot.core.looks import look
 from bot.core.ports import Analyzer, PiiDetector, Storage
 from bot.core.redaction import protect
 from bot.core.types import Analysis, IngestResult, PreparedImage, Source
@@ -138,6 +139,10 @@ class Pipeline:
             return self._fail(image_id, prepared.sha256, wrapped, started, sighting_id, provider=analyzer_name,
                               seconds=time.perf_counter() - analysis_started)
         analysis = self._protect(image_id, analysis)
+        try:
+            analysis = look(prepared, analysis)
+        except Exception as err:  # colours and a hash are extras: never lose the analysis over them
+            log.warning("image=%s colours and quality not computed: %r", image_id, err)
         seconds = time.perf_counter() - analysis_started
         with self.database.transaction() as session:
             queries.save_analysis(session, image_id, analysis, started_at=run_started, seconds=seconds, now=_now(),

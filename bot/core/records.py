@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot.core.types import Face, Finding, Label, ModerationLabel, TextDetection
+from bot.core.types import Face, Finding, ImageProperties, Label, ModerationLabel, TextDetection
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,17 @@ class ImageRecord:
     sightings: tuple[SightingRecord, ...] = ()
     moderation_decision: ModerationDecisionRecord | None = None
     sensitive: tuple[Finding, ...] = ()
+    properties: ImageProperties | None = None
+    phash: int | None = None
+
+    @property
+    def quality_flags(self) -> tuple[str, ...]:
+        """``blurry``, ``dark``, ``small``: what a reply warns about and ``quality:`` finds."""
+        from bot.core.visual import quality_flags
+
+        if self.properties is None or not self.width or not self.height:
+            return ()
+        return quality_flags(self.properties, self.width, self.height)
 
     @property
     def secrets(self) -> tuple[Finding, ...]:
@@ -176,6 +187,19 @@ class ImageRecord:
                 }
                 for f in self.sensitive
             ],
+            "properties": None if self.properties is None else {
+                "source": self.properties.source,
+                "quality": {"brightness": round(self.properties.brightness, 2),
+                            "sharpness": round(self.properties.sharpness, 2),
+                            "contrast": round(self.properties.contrast, 2)},
+                "quality_flags": list(self.quality_flags),
+                "dominant_colors": [
+                    {"hex": c.hex_code, "css_color": c.css_color, "simplified_color": c.simplified_color,
+                     "pixel_percent": round(c.pixel_percent, 2), "red": c.red, "green": c.green, "blue": c.blue}
+                    for c in self.properties.dominant_colors
+                ],
+            },
+            "phash": None if self.phash is None else f"{self.phash & (2**64 - 1):016x}",
             "faces": [
                 {
                     "box": f.box.to_dict(),

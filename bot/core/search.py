@@ -13,6 +13,9 @@
     has:text  has:faces  has:labels  has:moderation
     has:secret  secret:aws   shows a secret (of a kind: aws, slack, github, private-key…)
     has:pii  pii:card        shows personal data (of a kind: email, phone, card, iban…)
+    color:teal  color:teal>40    a dominant colour covering at least 10 % (or the given share)
+    quality:blurry  quality:dark  quality:small
+    dupes:42                 near-duplicates of image 42
     -label:cat               leave out
     cat OR dog               either; OR binds tighter than the implicit AND
     (cat OR dog) -in:#x      parentheses group
@@ -45,6 +48,9 @@ __all__ = [
     "Query",
     "SeenFilter",
     "SensitiveFilter",
+    "ColorFilter",
+    "QualityFilter",
+    "DupesFilter",
     "Term",
     "TextFilter",
     "UnsafeFilter",
@@ -71,6 +77,9 @@ Search the images imgbot has seen. Terms side by side must all match.
   has:text  has:faces  has:labels  has:moderation
   has:secret             seems to show a secret;  secret:aws  secret:slack  secret:github  secret:private-key
   has:pii                shows personal data;  pii:email  pii:phone  pii:card  pii:iban
+  color:teal             a colour covering at least 10 % of the image;  color:teal>40  at least 40 %
+  quality:blurry         also quality:dark and quality:small (shorter than 1,024 px on its longest side)
+  dupes:42               near-duplicates of image 42 (resized, recompressed, re-levelled)
   -label:cat             leave out what matches
   cat OR dog             either one;  (cat OR dog) in:#pets  group with parentheses
 
@@ -160,6 +169,37 @@ class SensitiveFilter:
 
 
 @dataclass(frozen=True)
+class ColorFilter:
+    """``color:teal`` (a dominant colour covering at least 10 %) or ``color:teal>40``.
+
+    ``keys`` are the simplified and CSS colour names the word stands for (``grey`` and ``gray``)."""
+
+    name: str
+    keys: tuple[str, ...]
+    min_percent: float = 10.0
+
+
+QualityWhat = Literal["blurry", "dark", "small"]
+
+
+@dataclass(frozen=True)
+class QualityFilter:
+    """``quality:blurry`` / ``quality:dark`` / ``quality:small`` (thresholds in ``bot.core.visual``)."""
+
+    what: QualityWhat
+
+
+@dataclass(frozen=True)
+class DupesFilter:
+    """``dupes:42``: images whose perceptual hash is near image 42's (never image 42 itself).
+
+    ``candidates`` are filled in by the core from its hash index before the query is compiled."""
+
+    image_id: int
+    candidates: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
 class Not:
     term: Term
 
@@ -175,7 +215,7 @@ class Or:
 
 
 Term = (Word | LabelFilter | TextFilter | UnsafeFilter | ChannelFilter | UserFilter | SeenFilter | HasFilter
-        | SensitiveFilter | Not | And | Or)
+        | SensitiveFilter | ColorFilter | QualityFilter | DupesFilter | Not | And | Or)
 
 
 @dataclass(frozen=True)
@@ -215,7 +255,9 @@ def _leaves(term: Term, negated: bool) -> Iterator[tuple[Term, bool]]:
 
 # -- errors ----------------------------------------------------------------------------------
 
-FILTERS = ("label", "text", "unsafe", "in", "from", "after", "before", "on", "has", "conf", "secret", "pii")
+FILTERS = ("label", "text", "unsafe", "in", "from", "after", "before", "on", "has", "conf", "secret", "pii", "color",
+           "colour", "quality", "dupes")
+QUALITY_VALUES: dict[str, QualityWhat] = {"blurry": "blurry", "blur": "blurry", "dark": "dark", "small": "small"}
 #: Kinds of secret (and the families that group them) ``secret:`` knows.
 SECRET_KINDS = (
     "aws", "aws-access-key", "aws-secret-key", "slack", "slack-token", "slack-webhook", "github", "github-token",
@@ -572,8 +614,8 @@ class _Parser:
         if name not in FILTERS:
             close = difflib.get_close_matches(name, FILTERS, n=1, cutoff=0.6)
             hint = f' Did you mean "{close[0]}:"?' if close else (
-                " Filters are label:, text:, unsafe:, in:, from:, after:, before:, on:, has:, secret:, pii: "
-                "and conf>.")
+                " Filters are label:, text:, unsafe:, in:, from:, after:, before:, on:, has:, secret:, pii:, "
+                "color:, quality:, dupes: and conf>.")
             raise self.error(
                 f'Unknown filter "{tok.name}:".{hint} To search for "{tok.text}" as words, put it in quotes.')
         if tok.mention is not None:
@@ -608,6 +650,17 @@ class _Parser:
             return HasFilter(what)
         if name in ("secret", "pii"):
             return self.sensitive(name, value)
+        if name in ("color", "colour"):
+            return self.color(value)
+        if name == "quality":
+            quality = QUALITY_VALUES.get(value.lower())
+            if quality is None:
+                raise self.error(f'quality: can be blurry, dark or small, not "{value}".', "quality:blurry")
+            return QualityFilter(quality)
+        if name == "dupes":
+            if not re.fullmatch(r"#?\d{1,15}", value):
+                raise self.error(f'dupes: needs an image number (a result\'s #id), not "{value}".', "dupes:42")
+            return DupesFilter(int(value.lstrip("#")))
         # after / before / on
         start, is_day = self.when(name, value)
         if name == "after":
@@ -616,6 +669,27 @@ class _Parser:
             return SeenFilter(None, start)
         day = datetime.combine(start.date(), time(), tzinfo=UTC) if not is_day else start
         return SeenFilter(day, day + timedelta(days=1))
+
+    def color(self, value: str) -> ColorFilter:
+        from bot.core.visual import SIMPLIFIED_COLORS, color_matches
+
+        share = re.fullmatch(r"(.+?)\s*>=?\s*(\d+(?:\.\d+)?)\s*%?", value)
+        name = (share.group(1) if share else value).strip().strip('"')
+        minimum = float(share.group(2)) if share else 10.0
+        after = self.peek()
+        if share is None and after is not None and after.kind == "word" and (
+                quoted_share := re.fullmatch(r">=?(\d+(?:\.\d+)?)%?", after.text)):
+            self.take()  # color:"light blue">40: the share came as a word of its own
+            minimum = float(quoted_share.group(1))
+        if not 0 <= minimum <= 100:
+            raise self.error(f'color: takes a share from 0 to 100, not "{value}".', "color:teal>40")
+        keys = color_matches(name)
+        if not keys:
+            close = difflib.get_close_matches(name.lower(), SIMPLIFIED_COLORS, n=1, cutoff=0.6)
+            hint = f' Did you mean "color:{close[0]}"?' if close else (
+                f" Colours are {', '.join(SIMPLIFIED_COLORS)} or a CSS colour name.")
+            raise self.error(f'color: does not know "{name}".{hint}', "color:teal")
+        return ColorFilter(name.lower(), tuple(sorted(keys)), minimum)
 
     def sensitive(self, name: str, value: str) -> SensitiveFilter:
         kind = re.sub(r"[\s_]+", "-", value.strip().lower())
@@ -658,6 +732,10 @@ _EMPTY: dict[str, tuple[str, str]] = {
     "has": ("has: needs text, faces, labels, moderation, secret or pii after it.", "has:text"),
     "secret": ("secret: needs a kind after it, or use has:secret.", "secret:aws"),
     "pii": ("pii: needs a kind after it, or use has:pii.", "pii:email"),
+    "color": ("color: needs a colour after it.", "color:teal"),
+    "colour": ("colour: needs a colour after it.", "color:teal"),
+    "quality": ("quality: needs blurry, dark or small after it.", "quality:blurry"),
+    "dupes": ("dupes: needs an image number after it.", "dupes:42"),
 }
 
 

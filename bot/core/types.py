@@ -171,6 +171,8 @@ class Analysis:
     raw: dict[str, Any] = field(default_factory=dict)
     #: Colours and quality (Rekognition's when it was asked for them; else the pipeline computes them).
     properties: ImageProperties | None = None
+    #: The 64-bit perceptual hash of the pixels, signed (near-duplicates; set by the pipeline).
+    phash: int | None = None
     #: Secrets and personal data read in the text (masked in ``text`` and ``raw`` already; see core/redaction.py).
     sensitive: tuple[Finding, ...] = ()
     #: Seconds this analysis waited for the provider's rate limit (not stored: it sizes the work in flight).

@@ -1,0 +1,98 @@
+"""Rows of ``image_visuals`` and ``image_colors``: written with an analysis, read back as ``ImageProperties``."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, select
+
+from bot.core.nearby import DUPLICATE_MAX_DISTANCE, HashIndex
+from bot.core.types import DominantColor, ImageProperties
+from db import models
+
+VISUALS: Table = models.ImageVisual.__table__  # type: ignore[assignment]
+COLORS: Table = models.ImageColor.__table__  # type: ignore[assignment]
+
+
+Rows = list[tuple[Table, list[dict[str, Any]]]]
+
+
+def rows(image_id: int, properties: ImageProperties | None, phash: int | None) -> Rows:
+    """The statements' rows for one image (none when nothing was computed)."""
+    if properties is None:
+        return []
+    visual = {"image_id": image_id, "seq": time.time_ns(), "phash": phash, "brightness": properties.brightness,
+              "sharpness": properties.sharpness, "contrast": properties.contrast, "source": properties.source}
+    colors = [
+        {"image_id": image_id, "rank": rank, "red": c.red, "green": c.green, "blue": c.blue, "hex": c.hex_code[:7],
+         "css": c.css_color[:32], "simplified": c.simplified_color[:16], "percent": c.pixel_percent}
+        for rank, c in enumerate(properties.dominant_colors)
+    ]
+    return [(VISUALS, [visual]), (COLORS, colors)]
+
+
+def to_properties(visual: Any, colors: Sequence[Any]) -> ImageProperties | None:
+    """From an ORM or plain row of ``image_visuals`` and the image's ``image_colors`` rows (in rank order)."""
+    if visual is None:
+        return None
+    return ImageProperties(
+        brightness=visual.brightness, sharpness=visual.sharpness, contrast=visual.contrast, source=visual.source,
+        dominant_colors=tuple(
+            DominantColor(red=c.red, green=c.green, blue=c.blue, hex_code=c.hex, css_color=c.css,
+                          simplified_color=c.simplified, pixel_percent=c.percent)
+            for c in colors
+        ),
+    )
+
+
+def hashes_since(connection: Connection, seq: int) -> list[tuple[int, int, int]]:
+    """(image id, pHash, seq) of the rows written after ``seq``."""
+    return [(row.image_id, row.phash, row.seq) for row in connection.execute(
+        select(VISUALS.c.image_id, VISUALS.c.phash, VISUALS.c.seq)
+        .where(VISUALS.c.seq > seq, VISUALS.c.phash.is_not(None)).order_by(VISUALS.c.seq)
+    )]
+
+
+class HashCache:
+    """The near-duplicate index of this process, kept up to date from ``image_visuals``.
+
+    Loads every hash on first use (1,000,000 in about a second), then, at most once a second,
+    the rows written since it last looked. ``seq`` is the writer's clock in nanoseconds, so the
+    look-back of ``LOOK_BACK_NS`` covers transactions that committed later than they wrote."""
+
+    LOOK_BACK_NS = 120 * 1_000_000_000
+    REFRESH_EVERY = 1.0
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.index = HashIndex()
+        self._seq = 0
+        self._checked = 0.0
+        self._lock = threading.Lock()
+
+    def refresh(self) -> None:
+        with self._lock:
+            if time.monotonic() - self._checked < self.REFRESH_EVERY:
+                return
+            since = self._seq - self.LOOK_BACK_NS if self._seq else 0
+            with self.engine.connect() as connection:
+                found = hashes_since(connection, since)
+            self.index.upsert((image_id, phash) for image_id, phash, _ in found)
+            if found:
+                self._seq = max(self._seq, found[-1][2])
+            self._checked = time.monotonic()
+
+    def near(self, image_id: int, max_distance: int = DUPLICATE_MAX_DISTANCE) -> list[tuple[int, int]]:
+        """(image id, distance) of ``image_id``'s near-duplicates, closest first, itself left out."""
+        self.refresh()
+        phash = self.index.hash_of(image_id)
+        if phash is None:
+            with self.engine.connect() as connection:
+                phash = connection.execute(
+                    select(VISUALS.c.phash).where(VISUALS.c.image_id == image_id)).scalar_one_or_none()
+        if phash is None:
+            return []
+        return [(found, distance) for found, distance in self.index.near(phash, max_distance) if found != image_id]

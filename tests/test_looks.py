@@ -1,0 +1,97 @@
+"""Colours, quality and near-duplicates for every image, through the pipeline and the query language:
+``color:``, ``quality:`` and ``dupes:``, scoped like every other term."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw, ImageFilter
+
+from bot.core.types import Source
+from bot.wiring import Core
+
+SAMPLES = Path(__file__).parent.parent / "bot" / "samples"
+
+
+def encoded(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def solid(colour: tuple[int, int, int], size: tuple[int, int] = (1200, 900)) -> bytes:
+    image = Image.new("RGB", size, colour)
+    ImageDraw.Draw(image).point((0, 0), fill=(colour[0] ^ 1, colour[1], colour[2]))  # unique bytes
+    return encoded(image)
+
+
+def halves(left: tuple[int, int, int], right: tuple[int, int, int], share: float) -> bytes:
+    image = Image.new("RGB", (1200, 900), right)
+    ImageDraw.Draw(image).rectangle((0, 0, int(1200 * share) - 1, 899), fill=left)
+    return encoded(image)
+
+
+def ingest(core: Core, data: bytes, name: str, channel: str = "C0PUBLIC01") -> int:
+    source = Source.slack(team_id="T1", channel_id=channel, user_id="U1", file_id=f"F{name}", message_ts="1.0",
+                          name=name)
+    result = core.ingest(data, source)
+    assert result.image_id is not None and result.outcome == "done", result
+    return result.image_id
+
+
+def found(core: Core, query: str, channels: list[str] | None = None) -> set[int]:
+    return {hit.image.id for hit in core.search(query, channels=channels, per_page=100).hits}
+
+
+def test_colours_and_quality_are_stored_for_every_image_and_searchable(core: Core) -> None:
+    teal = ingest(core, solid((0, 128, 128)), "teal.png")
+    split = ingest(core, halves((240, 60, 60), (70, 110, 250), 0.3), "split.png")
+    small = ingest(core, solid((250, 250, 250), size=(300, 200)), "small.png")
+    dark = ingest(core, solid((10, 10, 12)), "dark.png")
+
+    record = core.show(teal)
+    assert record.properties is not None and record.properties.source == "pixels"
+    assert record.properties.dominant_colors[0].simplified_color == "teal"
+    assert record.properties.dominant_colors[0].pixel_percent > 95
+    assert found(core, "color:teal") == {teal}
+    assert found(core, "color:red") == {split} and found(core, "color:blue>60") == {split}
+    assert found(core, "color:red>40") == set()
+    assert found(core, "quality:small") == {small}
+    assert found(core, "quality:dark") == {dark}
+    assert found(core, "color:teal -quality:dark") == {teal}
+    json = record.to_json()
+    assert json["properties"]["dominant_colors"][0]["css_color"] == "teal" and len(json["phash"]) == 16
+
+
+def test_a_blurred_copy_is_found_by_quality_blurry_and_the_sharp_photo_is_not(core: Core) -> None:
+    photo = Image.open(SAMPLES / "cameraman.jpg").convert("RGB")
+    sharp = ingest(core, encoded(photo, "JPEG", quality=92), "sharp.jpg")
+    blurred = ingest(core, encoded(photo.filter(ImageFilter.GaussianBlur(6)), "JPEG", quality=92), "blurred.jpg")
+
+    assert blurred in found(core, "quality:blurry") and sharp not in found(core, "quality:blurry")
+
+
+def test_dupes_links_resized_and_recompressed_copies_not_other_photos_and_respects_channels(core: Core) -> None:
+    photo = Image.open(SAMPLES / "cat-chelsea.jpg").convert("RGB")
+    original = ingest(core, encoded(photo, "JPEG", quality=95), "cat.jpg")
+    resized = ingest(core, encoded(photo.resize((photo.width // 2, photo.height // 2)), "JPEG", quality=60),
+                     "cat-small.jpg")
+    private_copy = ingest(core, encoded(photo, "PNG"), "cat.png", channel="G0PRIVATE1")
+    other = ingest(core, (SAMPLES / "coffee.jpg").read_bytes(), "coffee.jpg")
+
+    assert found(core, f"dupes:{original}") == {resized, private_copy}
+    assert found(core, f"dupes:{original}", channels=["C0PUBLIC01"]) == {resized}
+    assert found(core, f"dupes:{private_copy}", channels=["C0PUBLIC01"]) == set()  # asked about an unseen image
+    assert other not in found(core, f"dupes:{original}") and found(core, f"dupes:{other}") == set()
+    assert [image_id for image_id, _ in core.near_duplicates(resized)][:2] != []
+
+
+def test_bad_colour_and_quality_terms_say_what_is_wrong(core: Core) -> None:
+    from bot.errors import QuerySyntaxError
+
+    with pytest.raises(QuerySyntaxError, match='Did you mean "color:teal"'):
+        core.search("color:tael")
+    with pytest.raises(QuerySyntaxError, match="blurry, dark or small"):
+        core.search("quality:fuzzy")
