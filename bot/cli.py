@@ -300,6 +300,8 @@ def show(id_or_sha256: str, as_json: bool) -> None:
     record = core.show(id_or_sha256)
     data = record.to_json(moderation_min_confidence=settings.moderation_min_confidence)
     data["raw_available"] = True
+    data["near_duplicates"] = [{"id": image_id, "distance": bits} for image_id, bits in
+                               (core.near_duplicates(record.id) if record.phash is not None else [])]
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
     else:
@@ -335,6 +337,17 @@ def show(id_or_sha256: str, as_json: bool) -> None:
             click.echo(f"  moderator: {d.decision} by {d.user_id} at {d.decided_at:%Y-%m-%d %H:%M}")
         if record.faces:
             click.echo(f"  faces: {len(record.faces)}")
+        if record.properties is not None:
+            props = record.properties
+            colours = ", ".join(f"{c.css_color} {c.pixel_percent:.0f}% ({c.hex_code}, {c.simplified_color})"
+                                for c in props.dominant_colors)
+            click.echo(f"  colours ({props.source}): {colours or '-'}")
+            flags = f"  ⚠ {', '.join(record.quality_flags)}" if record.quality_flags else ""
+            click.echo(f"  quality: brightness {props.brightness:.0f}, sharpness {props.sharpness:.0f}, "
+                       f"contrast {props.contrast:.0f}{flags}")
+        near = core.near_duplicates(record.id) if record.phash is not None else []
+        if near:
+            click.echo("  near-duplicates: " + ", ".join(f"#{image_id} ({bits} bits)" for image_id, bits in near[:10]))
         if record.sensitive:
             click.echo("  sensitive data (masked):")
             for line in _finding_lines(record.sensitive):
@@ -439,6 +452,33 @@ def rescan_text(progress: bool | None) -> None:
                + (f", {summary.insight_failures} not read by Comprehend (run again)" if summary.insight_failures
                   else ""))
     core.database.dispose()
+
+
+@cli.command("rescan-images")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+@handle_errors
+def rescan_images(progress: bool | None) -> None:
+    """Compute colours, quality and the near-duplicate hash of analysed images that have none
+    (analysed before this version), from their stored originals. Safe to run again.
+
+    Exit status: 0, or 1 when some original could not be read.
+    """
+    settings = _load_settings()
+    show_bar = sys.stderr.isatty() if progress is None else progress
+    _setup_logging(settings, quiet_console=show_bar)
+    core = _core(settings)
+    if show_bar:
+        from rich.progress import Progress, SpinnerColumn, TextColumn
+
+        with Progress(SpinnerColumn(), TextColumn("[bold]looking at images[/] {task.completed}")) as bar:
+            task = bar.add_task("rescan", total=None)
+            done, failed = core.rescan_looks(on_image=lambda _id, _ok: bar.update(task, advance=1))
+    else:
+        done, failed = core.rescan_looks()
+    click.echo(f"colours, quality and hashes for {done} images" + (f", {failed} failed (see the log)" if failed
+                                                                   else ""))
+    core.database.dispose()
+    sys.exit(1 if failed else 0)
 
 
 @db.command("current")

@@ -19,7 +19,7 @@ from bot.config import Settings
 from bot.core.flow import FlowControl
 from bot.core.pipeline import Pipeline
 from bot.core.ports import Analyzer, PiiDetector, Storage
-from bot.core.records import ImageRecord, ReportData, SearchPage
+from bot.core.records import ImageRecord, ReportData, SearchPage, SightingRecord
 from bot.core.search import Query
 from bot.core.types import IngestResult, Source
 from bot.errors import ImgbotError, NotFound
@@ -229,6 +229,45 @@ class Core:
     def near_duplicates(self, image_id: int) -> list[tuple[int, int]]:
         """(image id, differing bits) of the images that look like ``image_id``, closest first."""
         return self.hashes.near(image_id)
+
+    def rescan_looks(self, on_image: Callable[[int, bool], None] | None = None) -> tuple[int, int]:
+        """Colours, quality and a hash for analysed images that have none (analysed before they existed),
+        from their stored originals. Returns (done, failed); ``on_image(image_id, ok)`` after each."""
+        from bot.core.intake import prepare_image
+        from bot.core.looks import look
+        from bot.core.types import Analysis
+        from db import visuals
+
+        done = failed = last_id = 0
+        while True:
+            with self.database.engine.connect() as connection:
+                batch = visuals.images_without_looks(connection, last_id)
+            if not batch:
+                return done, failed
+            for image_id, sha256, key in batch:
+                last_id = image_id
+                try:
+                    prepared = prepare_image(self.storage.get(key), max_bytes=self.settings.max_bytes,
+                                             max_pixels=self.settings.max_pixels, sha256=sha256)
+                    seen = look(prepared, Analysis(provider="stored"))
+                except Exception as err:  # one unreadable original fails alone
+                    log.warning("image=%s colours and quality not computed: %r", image_id, err)
+                    failed += 1
+                    if on_image is not None:
+                        on_image(image_id, False)
+                    continue
+                assert seen.properties is not None
+                with self.database.engine.begin() as connection:
+                    visuals.save(connection, image_id, seen.properties, seen.phash)
+                done += 1
+                if on_image is not None:
+                    on_image(image_id, True)
+
+    def earlier_posts(self, image_id: int) -> list[SightingRecord]:
+        """The oldest live Slack posts of ``image_id``'s near-duplicates (not of the image itself)."""
+        near = [found for found, _ in self.near_duplicates(image_id)][:200]
+        with self.database.transaction() as session:
+            return queries.live_slack_sightings(session, near)
 
     def _resolve_duplicates(self, query: Query) -> Query:
         """``dupes:ID`` terms with their candidates from the hash index (the SQL then scopes them)."""

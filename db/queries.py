@@ -537,6 +537,18 @@ def _to_sighting(row: models.Sighting) -> SightingRecord:
     )
 
 
+def live_slack_sightings(session: Session, image_ids: Sequence[int], limit: int = 50) -> list[SightingRecord]:
+    """The oldest live Slack posts of ``image_ids`` (where a near-duplicate was posted before)."""
+    if not image_ids:
+        return []
+    rows = session.execute(
+        select(models.Sighting).where(models.Sighting.image_id.in_(list(image_ids)),
+                                      models.Sighting.source_kind == "slack", models.Sighting.deleted_at.is_(None))
+        .order_by(models.Sighting.seen_at, models.Sighting.id).limit(limit)
+    ).scalars().all()
+    return [_to_sighting(row) for row in rows]
+
+
 def image_ids_with_status(session: Session, statuses: Iterable[str]) -> list[int]:
     return list(session.execute(
         select(models.Image.id).where(models.Image.status.in_(list(statuses))).order_by(models.Image.id)

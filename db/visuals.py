@@ -96,3 +96,27 @@ class HashCache:
         if phash is None:
             return []
         return [(found, distance) for found, distance in self.index.near(phash, max_distance) if found != image_id]
+
+
+def images_without_looks(connection: Connection, after_id: int, limit: int = 200) -> list[tuple[int, str, str]]:
+    """(id, sha256, storage key) of analysed images with a stored original and no colours or hash yet."""
+    images = models.Image.__table__
+    rows = connection.execute(
+        select(images.c.id, images.c.sha256, images.c.storage_key)
+        .outerjoin(VISUALS, VISUALS.c.image_id == images.c.id)
+        .where(images.c.id > after_id, images.c.status == "done", images.c.storage_key.is_not(None),
+               VISUALS.c.image_id.is_(None))
+        .order_by(images.c.id).limit(limit)
+    )
+    return [(row.id, row.sha256, row.storage_key) for row in rows]
+
+
+def save(connection: Connection, image_id: int, properties: ImageProperties, phash: int | None) -> None:
+    """Write one image's colours, quality and hash (replacing any)."""
+    from sqlalchemy import delete, insert
+
+    for table in (COLORS, VISUALS):
+        connection.execute(delete(table).where(table.c.image_id == image_id))
+    for table, values in rows(image_id, properties, phash):
+        if values:
+            connection.execute(insert(table), values)

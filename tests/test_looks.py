@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from bot.core.types import Source
 from bot.wiring import Core
+from tests.test_cli import env, rekognition  # noqa: F401  (fixtures)
 
 SAMPLES = Path(__file__).parent.parent / "bot" / "samples"
 
@@ -95,3 +97,27 @@ def test_bad_colour_and_quality_terms_say_what_is_wrong(core: Core) -> None:
         core.search("color:tael")
     with pytest.raises(QuerySyntaxError, match="blurry, dark or small"):
         core.search("quality:fuzzy")
+
+
+def test_rescan_images_gives_older_images_their_colours_and_hash(env, tmp_path):  # noqa: F811
+    from sqlalchemy import create_engine, text
+
+    from tests.test_cli import run
+
+    folder = tmp_path / "old"
+    folder.mkdir()
+    (folder / "teal.png").write_bytes(solid((0, 128, 128)))
+    (folder / "red.png").write_bytes(solid((230, 20, 20)))
+    assert run("analyze", str(folder))[0] == 0
+    engine = create_engine(env["DATABASE_URL"])
+    with engine.begin() as connection:  # as a version before colours kept them
+        connection.execute(text("DELETE FROM image_colors"))
+        connection.execute(text("DELETE FROM image_visuals"))
+    engine.dispose()
+    assert json.loads(run("search", "color:teal", "--json")[1]) == []
+
+    code, out, _ = run("rescan-images", "--no-progress")
+
+    assert code == 0 and "for 2 images" in out
+    assert [Path(hit["source"]).name for hit in json.loads(run("search", "color:teal", "--json")[1])] == ["teal.png"]
+    assert "for 0 images" in run("rescan-images", "--no-progress")[1]

@@ -114,7 +114,7 @@ def test_markdown_sections_come_in_order():
     text = render_report(report(CAT, FLAGGED, BROKEN))
     headings = [h for h in text.splitlines() if h.startswith("## ")]
     assert headings == ["## Top labels", "## Images with text", "## Flagged images", "## Sensitive data",
-                        "## Failures", "## Images"]
+                        "## Colours", "## Low quality", "## Near-duplicates", "## Failures", "## Images"]
 
 
 def test_markdown_lists_images_with_text():
@@ -196,7 +196,7 @@ def test_csv_has_the_documented_header_and_one_row_per_image():
     assert text.splitlines()[0] == ",".join(CSV_COLUMNS)
     assert CSV_COLUMNS == ("id", "sha256", "status", "source", "channel", "user", "seen_at", "format", "width",
                            "height", "labels", "text", "flagged", "moderation", "decision", "sensitive_data",
-                           "failure_reason")
+                           "colors", "quality", "duplicate_group", "failure_reason")
     assert [r["id"] for r in rows(text)] == ["1", "2", "3"]
 
 
@@ -299,3 +299,35 @@ def test_a_report_without_sensitive_data_says_so():
     section = render_report(report(CAT)).split("## Sensitive data", 1)[1].split("\n## ", 1)[0]
 
     assert "None found." in section
+
+
+
+# -- how the images look -----------------------------------------------------------------------
+
+def looking(i: int, colour: str, phash: int, size: tuple[int, int] = (2000, 1500), sharpness: float = 80.0
+            ) -> ImageRecord:
+    from bot.core.types import DominantColor, ImageProperties
+
+    properties = ImageProperties(brightness=60.0, sharpness=sharpness, contrast=40.0, dominant_colors=(
+        DominantColor(0, 128, 128, "#008080", "teal", colour, 70.0),
+        DominantColor(250, 250, 250, "#fafafa", "snow", "white", 5.0)))
+    return image(i, width=size[0], height=size[1], properties=properties, phash=phash,
+                 sightings=(sighting(100 + i, day=2),))
+
+
+def test_reports_count_colours_list_low_quality_images_and_group_near_duplicates():
+    images = (looking(5, "teal", 0b1011), looking(6, "teal", 0b1010), looking(7, "red", -1, size=(640, 480)),
+              looking(8, "teal", 0x0F0F0F0F0F0F0F0F, sharpness=5.0))
+    markdown = render_report(report(*images))
+    csv_rows = {row["id"]: row for row in rows(render_report(report(*images), "csv"))}
+    document = json.loads(render_report(report(*images), "json"))
+
+    colours = markdown.split("## Colours", 1)[1].split("\n## ", 1)[0]
+    assert "| teal | 3 |" in colours and "| red | 1 |" in colours and "white" not in colours
+    low = markdown.split("## Low quality", 1)[1].split("\n## ", 1)[0]
+    assert "Image 7: small (640×480)" in low and "Image 8: blurry" in low and "Image 5" not in low
+    assert "- Images 5, 6" in markdown.split("## Near-duplicates", 1)[1]
+    assert csv_rows["6"]["duplicate_group"] == "5" and csv_rows["7"]["duplicate_group"] == ""
+    assert csv_rows["5"]["colors"] == "teal 70%; snow 5%" and csv_rows["7"]["quality"] == "small"
+    assert document["duplicate_groups"] == [[5, 6]]
+    assert {"name": "teal", "images": 3} in document["colors"]

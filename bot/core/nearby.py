@@ -66,3 +66,34 @@ class HashIndex:
         found = np.flatnonzero(distances <= max_distance)
         order = found[np.argsort(distances[found], kind="stable")][:limit]
         return [(int(ids[i]), int(distances[i])) for i in order]
+
+
+def duplicate_groups(hashes: dict[int, int], max_distance: int = DUPLICATE_MAX_DISTANCE,
+                     chunk: int = 256) -> list[list[int]]:
+    """Groups (two or more ids, smallest first) of images linked by near-duplicate hashes, largest group first.
+
+    All pairs at once, in chunks: 10,000 images are 100 million comparisons, a fraction of a second."""
+    ids = np.fromiter(hashes.keys(), dtype=np.int64, count=len(hashes))
+    values = np.fromiter(hashes.values(), dtype=np.int64, count=len(hashes)).view(np.uint64)
+    parent = list(range(len(ids)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for start in range(0, len(ids), chunk):
+        block = values[start:start + chunk]
+        later = values[start:]  # each pair once: this block against itself and what follows
+        distances = np.bitwise_count(block[:, None] ^ later[None, :])
+        rows, cols = np.nonzero(distances <= max_distance)
+        for row, col in zip(rows.tolist(), cols.tolist(), strict=True):
+            a, b = root(start + row), root(start + col)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    groups: dict[int, list[int]] = {}
+    for index, image_id in enumerate(ids.tolist()):
+        groups.setdefault(root(index), []).append(image_id)
+    found = [sorted(group) for group in groups.values() if len(group) > 1]
+    return sorted(found, key=lambda group: (-len(group), group[0]))

@@ -13,17 +13,21 @@ import dataclasses
 import io
 import json
 import re
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.core.nearby import duplicate_groups
 from bot.core.records import ImageRecord, ReportData, SightingRecord
 
 __all__ = ["CSV_COLUMNS", "FORMATS", "render_report"]
 
 CSV_COLUMNS = (
     "id", "sha256", "status", "source", "channel", "user", "seen_at", "format", "width", "height",
-    "labels", "text", "flagged", "moderation", "decision", "sensitive_data", "failure_reason",
+    "labels", "text", "flagged", "moderation", "decision", "sensitive_data", "colors", "quality",
+    "duplicate_group", "failure_reason",
 )
 TOP_LABELS_PER_IMAGE = 5
 
@@ -146,6 +150,25 @@ def _render_md(data: ReportData) -> str:
             out += [f"| {image.id} | {_md(f.category)}: {_md(f.kind)} | {_md(f.masked)} | {where} |"
                     for f in image.sensitive]
 
+    looks = Looks.of(data)
+    out += ["", "## Colours", ""]
+    if looks.colours:
+        out += [f"Images where a colour covers at least {COLOUR_SHARE:g} %.", "", "| Colour | Images |",
+                "| --- | ---: |"]
+        out += [f"| {_md(name)} | {count} |" for name, count in looks.colours]
+    else:
+        out.append("No colours measured.")
+    out += ["", "## Low quality", ""]
+    if not looks.low_quality:
+        out.append("None.")
+    for image in looks.low_quality:
+        out.append(f"- Image {image.id}: {', '.join(image.quality_flags)} ({image.width}×{image.height})")
+    out += ["", "## Near-duplicates", ""]
+    if not looks.groups:
+        out.append("None.")
+    for group in looks.groups:
+        out.append("- Images " + ", ".join(str(image_id) for image_id in group))
+
     out += ["", "## Failures", ""]
     if not data.failed:
         out.append("None.")
@@ -172,6 +195,39 @@ def _render_md(data: ReportData) -> str:
     return "\n".join(out) + "\n"
 
 
+# -- how the images look ------------------------------------------------------------------------
+
+#: A report counts a colour for an image when it covers at least this share (as ``color:NAME`` does).
+COLOUR_SHARE = 10.0
+
+
+@dataclass(frozen=True)
+class Looks:
+    """Colour counts, low-quality images and near-duplicate groups over a report's analysed images."""
+
+    colours: list[tuple[str, int]]
+    low_quality: list[ImageRecord]
+    groups: list[list[int]]
+
+    @classmethod
+    def of(cls, data: ReportData) -> Looks:
+        counts: Counter[str] = Counter()
+        for image in data.analysed:
+            if image.properties is not None:
+                counts.update({c.simplified_color for c in image.properties.dominant_colors
+                               if c.pixel_percent >= COLOUR_SHARE})
+        hashes = {image.id: image.phash for image in data.analysed if image.phash is not None}
+        return cls(colours=counts.most_common(), low_quality=[i for i in data.analysed if i.quality_flags],
+                   groups=duplicate_groups(hashes) if len(hashes) > 1 else [])
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "colors": [{"name": name, "images": count} for name, count in self.colours],
+            "low_quality": [{"image_id": image.id, "flags": list(image.quality_flags)} for image in self.low_quality],
+            "duplicate_groups": self.groups,
+        }
+
+
 # -- CSV -------------------------------------------------------------------------------------
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -192,6 +248,7 @@ def _render_csv(data: ReportData) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
+    group_of = {image_id: group[0] for group in Looks.of(data).groups for image_id in group}
     for image in data.images:
         sighting = _newest_sighting(image)
         flags = image.flags(data.moderation_min_confidence)
@@ -212,6 +269,10 @@ def _render_csv(data: ReportData) -> str:
             "; ".join(flag.name for flag in flags),
             image.moderation_decision.decision if image.moderation_decision else "",
             "; ".join(f"{f.category}:{f.kind} {f.masked}" for f in image.sensitive),
+            "; ".join(f"{c.css_color} {c.pixel_percent:.0f}%" for c in image.properties.dominant_colors)
+            if image.properties else "",
+            "; ".join(image.quality_flags),
+            group_of.get(image.id, ""),
             image.failure_reason,
         ]
         writer.writerow([_cell(value) for value in row])
@@ -230,6 +291,7 @@ def _render_json(data: ReportData) -> str:
         "moderation_min_confidence": data.moderation_min_confidence,
         "totals": dataclasses.asdict(data.counts),
         "top_labels": [{"name": row.name, "images": row.images} for row in data.top_labels],
+        **Looks.of(data).to_json(),
         "sensitive_data": [
             {"image_id": image.id, "category": f.category, "kind": f.kind, "masked": f.masked,
              "source": sighting.source if sighting else None,

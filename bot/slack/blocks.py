@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.core.records import ImageRecord, ReportData, SearchHit, SearchPage
+from bot.core.records import ImageRecord, ReportData, SearchHit, SearchPage, SightingRecord
 from bot.core.redaction import shown_lines, shown_text
 from bot.core.types import IngestResult
 from bot.slack import messages
@@ -136,6 +136,7 @@ class ImageOutcome:
     result: IngestResult | None = None
     record: ImageRecord | None = None
     error: str | None = None  # words a person understands; set when the image failed
+    duplicate_of: SightingRecord | None = None  # an earlier post of a near-duplicate the channel may see
 
     def flagged(self, min_confidence: float) -> bool:
         return self.record is not None and self.record.is_flagged(min_confidence)
@@ -159,6 +160,11 @@ def _outcome_text(outcome: ImageOutcome, *, label_min: float, moderation_min: fl
         parts.append(f"*Text found ({len(lines)} line{'s' if len(lines) != 1 else ''}):*\n{_text_block(lines)}")
     else:
         parts.append("*Text found:* none")
+    looks = _looks_line(record)
+    if looks:
+        parts.append(looks)
+    if outcome.duplicate_of is not None:
+        parts.append(_duplicate_line(outcome.duplicate_of))
     hidden = hidden_kinds(record)
     if hidden:
         parts.append(f":rotating_light: *Sensitive data:* {escape(messages.sensitive_warning(hidden))}")
@@ -188,6 +194,38 @@ def _outcome_fallback(outcome: ImageOutcome, *, label_min: float, moderation_min
     warning = f"; sensitive data: {escape(messages.sensitive_warning(hidden))}" if hidden else ""
     return (f"{escape(outcome.name)}: {labels}" + (f"; text: {text}" if text else "")
             + f"; {verdict}{warning}; result #{record.id}")
+
+
+_SWATCHES = {
+    "red": ":large_red_square:", "pink": ":large_purple_square:", "purple": ":large_purple_square:",
+    "blue": ":large_blue_square:", "light blue": ":large_blue_square:", "teal": ":large_green_square:",
+    "green": ":large_green_square:", "yellow": ":large_yellow_square:", "orange": ":large_orange_square:",
+    "brown": ":large_brown_square:", "black": ":black_large_square:", "white": ":white_large_square:",
+    "grey": ":white_square:",
+}
+COLORS_SHOWN = 5
+
+
+def _looks_line(record: ImageRecord) -> str:
+    """``*Colours:* 🟩 teal 62% · ⬜ white 20%`` and, when it is poor, the quality."""
+    properties = record.properties
+    if properties is None:
+        return ""
+    colours = " · ".join(
+        f"{_SWATCHES.get(c.simplified_color, ':white_square:')} {escape(c.css_color)} {c.pixel_percent:.0f}%"
+        for c in properties.dominant_colors[:COLORS_SHOWN])
+    line = f"*Colours:* {colours}" if colours else ""
+    flags = record.quality_flags
+    if flags:
+        words = [messages.quality_flag(flag, width=record.width or 0, height=record.height or 0) for flag in flags]
+        line += ("\n" if line else "") + f":warning: *Quality:* {escape('; '.join(words))}"
+    return line
+
+
+def _duplicate_line(earlier: SightingRecord) -> str:
+    where = link(earlier.permalink, "posted before") if earlier.permalink else "posted before"
+    return (f":repeat: *Looks like a picture {where}* in <#{earlier.channel_id}> "
+            f"on {slack_date(earlier.seen_at)}.")
 
 
 def hidden_kinds(record: ImageRecord) -> list[str]:

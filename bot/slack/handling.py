@@ -20,7 +20,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.config import Settings
 from bot.core.annotate import Annotated, annotate, has_findings
-from bot.core.records import ImageRecord
+from bot.core.records import ImageRecord, SightingRecord
 from bot.core.types import IngestResult, Source
 from bot.errors import ImgbotError, NotFound
 from bot.slack import blocks, messages
@@ -168,7 +168,8 @@ class MessageHandler:
         if record is None or (record.status == "failed" and result.retryable):
             error = (record.failure_reason if record else None) or messages.analysis_failed_generic()
             return _FileResult(ImageOutcome(name, file_id, result=result, record=record, error=error), retry=True)
-        outcome = ImageOutcome(name, file_id, result=result, record=record)
+        outcome = ImageOutcome(name, file_id, result=result, record=record,
+                               duplicate_of=self._earlier_duplicate(work, record))
         annotated = None
         if with_copy and self.settings.annotate and record.status == "done" and has_findings(
                 record, self.settings.label_min_confidence):
@@ -177,6 +178,40 @@ class MessageHandler:
             except Exception as err:  # drawing is a nicety: never lose the reply over it
                 log.warning("image=%s could not be annotated: %r", record.id, err)
         return _FileResult(outcome, annotated=annotated)
+
+    def _earlier_duplicate(self, work: MessageWork, record: ImageRecord) -> SightingRecord | None:
+        """The first earlier post of a near-duplicate in this channel or a public one (never a private one)."""
+        if record.status != "done" or record.phash is None:
+            return None
+        try:
+            earlier = self.core.earlier_posts(record.id)
+        except Exception as err:  # a nicety: the reply goes out without it
+            log.warning("image=%s near-duplicates not looked up: %r", record.id, err)
+            return None
+        for sighting in earlier:
+            if sighting.message_ts == work.message_ts and sighting.channel_id == work.channel_id:
+                continue
+            if sighting.channel_id == work.channel_id or (
+                    sighting.channel_id and self._is_public(sighting.channel_id)):
+                return sighting
+        return None
+
+    def _is_public(self, channel_id: str) -> bool:
+        """A public channel (not private, not a DM), from conversations.info; cached like names."""
+        key = f"public:{channel_id}"
+        now = time.monotonic()
+        cached = self._names.get(key)
+        if cached is not None and cached.expires > now:
+            return cached.value == "yes"
+        try:
+            info = self.client.conversations_info(channel=channel_id)["channel"]
+            public = bool(info.get("is_channel")) and not info.get("is_private") and not info.get("is_im") \
+                and not info.get("is_mpim")
+        except (SlackApiError, SlackClientError, OSError, KeyError) as err:
+            log.info("no channel info for %s: %s", channel_id, describe(err))
+            return False  # unknown: treated as private
+        self._names[key] = _Cached("yes" if public else "no", now + self.cache_ttl)
+        return public
 
     def _record_for(self, result: IngestResult) -> ImageRecord | None:
         """The stored result; waits while another worker finishes the same bytes."""

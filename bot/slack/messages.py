@@ -179,3 +179,15 @@ def security_notice(kinds: list[str], channel_id: str, user_id: str | None) -> s
     names = _listed(list(dict.fromkeys(kind_name(kind) for kind in kinds)))
     who = f", posted by <@{user_id}>," if user_id else ""
     return f"An image in <#{channel_id}>{who} seems to show {names}. The thread has been warned."
+
+
+# -- how an image looks ------------------------------------------------------------------------
+
+
+def quality_flag(flag: str, *, width: int, height: int) -> str:
+    """``blurry`` → "blurry"; ``small`` → "1,024 px: small for print"."""
+    if flag == "small":
+        return f"{max(width, height):,} px: small for print"
+    if flag == "dark":
+        return "dark"
+    return "blurry" if flag == "blurry" else flag

@@ -1,0 +1,49 @@
+"""How an image looks, in its Slack thread: the palette, a quality warning, and "posted before" for a
+near-duplicate posted earlier in the same channel or a public one — never a private channel's."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from PIL import Image
+
+from tests import test_slack_e2e as e2e
+from tests.test_slack_e2e import PRIVATE, PUBLIC, Harness
+
+slack, harness, app = e2e.slack, e2e.harness, e2e.app
+CAT = Image.open(Path(__file__).parent.parent / "bot" / "samples" / "cat-chelsea.jpg").convert("RGB")
+
+
+def jpeg(image: Image.Image, quality: int = 90) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def reply_text(app: Harness, data: bytes, channel: str = PUBLIC, name: str = "cat.jpg") -> str:
+    ts, _, _ = app.post_images(data, channel=channel, names=[name])
+    return json.dumps(app.replies(ts)[0].params, ensure_ascii=False)
+
+
+def test_the_reply_shows_the_palette_and_warns_that_a_small_picture_is_small_for_print(app: Harness) -> None:
+    shown = reply_text(app, jpeg(CAT))
+
+    assert "*Colours:*" in shown and ":large_" in shown and "%" in shown
+    assert f"{max(CAT.size):,} px: small for print" in shown
+
+
+def test_a_near_duplicate_links_the_earlier_post_in_the_same_channel(app: Harness) -> None:
+    first = reply_text(app, jpeg(CAT))
+    again = reply_text(app, jpeg(CAT.resize((CAT.width // 2, CAT.height // 2)), quality=60), name="cat-small.jpg")
+
+    assert "posted before" not in first
+    assert "Looks like a picture" in again and f"/archives/{PUBLIC}/" in again
+
+
+def test_a_near_duplicate_of_a_private_channels_picture_is_not_mentioned(app: Harness) -> None:
+    reply_text(app, jpeg(CAT), channel=PRIVATE)
+    elsewhere = reply_text(app, jpeg(CAT, quality=55), name="cat-again.jpg")
+
+    assert "posted before" not in elsewhere and PRIVATE not in elsewhere
