@@ -229,7 +229,15 @@ TABLES: dict[str, tuple[str, ...]] = {
     "faces": ("image_id", "confidence", "box", "landmarks", "attributes"),
     "analysis_runs": ("image_id", "provider", "model_versions", "outcome", "error", "started_at", "seconds", "raw"),
     "search_documents": ("image_id", "labels", "text"),
+    "image_visuals": ("image_id", "seq", "phash", "brightness", "sharpness", "contrast", "source"),
+    "image_colors": ("image_id", "rank", "red", "green", "blue", "hex", "css", "simplified", "percent"),
 }
+#: Simplified colours with a CSS name and RGB each, most common first (photos: greys, blues, browns).
+PALETTE = (("grey", "gray", (128, 128, 128)), ("white", "white", (250, 250, 250)), ("black", "black", (5, 5, 5)),
+           ("blue", "steelblue", (70, 130, 180)), ("brown", "sienna", (160, 82, 45)), ("green", "olivedrab",
+           (107, 142, 35)), ("red", "firebrick", (178, 34, 34)), ("orange", "orange", (255, 165, 0)),
+           ("teal", "teal", (0, 128, 128)), ("yellow", "gold", (255, 215, 0)), ("light blue", "lightblue",
+           (173, 216, 230)), ("pink", "hotpink", (255, 105, 180)), ("purple", "purple", (128, 0, 128)))
 BOX = json.dumps({"left": 0.1, "top": 0.2, "width": 0.5, "height": 0.1})
 
 
@@ -368,9 +376,38 @@ def generate(count: int, vocab: Vocabulary) -> Iterator[dict[str, list[tuple[Any
                          first_text[o], 0.8, "{}"))
             if is_done:
                 documents.append((image_id, " ".join(sorted(doc_terms.get(o, []))), "\n".join(lines)))
+        visuals, colors = looks(rng, ids[done])
         yield {"images": images, "sightings": sightings, "labels": labels, "label_terms": label_terms,
                "text_detections": text_rows, "moderation_labels": moderation, "faces": faces,
-               "analysis_runs": runs, "search_documents": documents}
+               "analysis_runs": runs, "search_documents": documents, "image_visuals": visuals,
+               "image_colors": colors}
+
+
+def looks(rng: np.random.Generator, ids: np.ndarray) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Colours, quality and a pHash per analysed image; 5 % are near-duplicates (0-6 bits off) of another."""
+    n = len(ids)
+    hashes = rng.integers(-(1 << 63), (1 << 63) - 1, n, dtype=np.int64)
+    copies = np.flatnonzero(rng.random(n) < 0.05)
+    originals = rng.integers(0, n, len(copies))
+    flips = rng.integers(0, 64, (len(copies), 6)) * (rng.random((len(copies), 6)) < 0.5)
+    for copy, original, bits in zip(copies.tolist(), originals.tolist(), flips.tolist(), strict=True):
+        value = int(hashes[original]) & (2**64 - 1)
+        for bit in bits:
+            if bit:
+                value ^= 1 << bit
+        hashes[copy] = value - (1 << 64) if value >= 1 << 63 else value
+    brightness, sharpness = rng.uniform(5, 95, n), 100 * rng.random(n) ** 0.4
+    weights = 1.0 / np.arange(1, len(PALETTE) + 1)
+    picks = rng.choice(len(PALETTE), (n, 3), p=weights / weights.sum())
+    visuals, colors = [], []
+    for o, image_id in enumerate(ids.tolist()):
+        visuals.append((image_id, 1_700_000_000_000_000_000 + image_id, int(hashes[o]), float(brightness[o]),
+                        float(sharpness[o]), 40.0, "pixels"))
+        shares = (55.0, 30.0, 15.0)
+        for rank, (pick, share) in enumerate(zip(dict.fromkeys(picks[o].tolist()), shares, strict=False)):
+            simplified, css, (r, g, b) = PALETTE[pick]
+            colors.append((image_id, rank, r, g, b, f"#{r:02x}{g:02x}{b:02x}", css, simplified, share))
+    return visuals, colors
 
 
 # -- loading -------------------------------------------------------------------------------------
@@ -553,6 +590,10 @@ def typical_queries(now: datetime) -> list[str]:
         "label:car conf>90",
         "unsafe:violence",
         "(cat OR dog) last 30d",
+        "color:teal",
+        "color:blue>50 label:car",
+        "quality:blurry in:#design",
+        "dupes:1000",
     ]
 
 

@@ -8,9 +8,11 @@ with only the columns a record needs, and the records come out equal to
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,17 +21,20 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from bot.core.records import ImageRecord, ModerationDecisionRecord, SightingRecord
+from bot.core.report_looks import COLOUR_SHARE
 from bot.core.types import (
     BoundingBox,
+    DominantColor,
     Face,
     FaceLandmark,
     Finding,
+    ImageProperties,
     Label,
     LabelInstance,
     ModerationLabel,
     TextDetection,
 )
-from db import findings, models, visuals
+from db import findings, models
 
 __all__ = ["load_records"]
 
@@ -46,9 +51,23 @@ def load_records(session: Session, image_ids: Sequence[int], *, narrow: bool = F
     at or above ``label_min``."""
     records: dict[int, ImageRecord] = {}
     ids = list(dict.fromkeys(int(i) for i in image_ids))
-    for start in range(0, len(ids), BATCH):
-        records.update(_load_batch(session, ids[start:start + BATCH], narrow, label_min))
+    with _collector_paused():
+        for start in range(0, len(ids), BATCH):
+            records.update(_load_batch(session, ids[start:start + BATCH], narrow, label_min))
     return [records[i] for i in ids if i in records]
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while records are built: they make no cycles, and with hundreds
+    of thousands of small objects the collector's full passes cost as much as building them."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _raw(column: Any) -> Any:
@@ -133,8 +152,11 @@ def _load_batch(session: Session, ids: list[int], narrow: bool, label_min: float
     visual, color = models.ImageVisual, models.ImageColor
     looks = _grouped(session, (visual.brightness, visual.sharpness, visual.contrast, visual.source, visual.phash),
                      visual.image_id, ids, (), lambda row: row)
-    colors = _grouped(session, (color.red, color.green, color.blue, color.hex, color.css, color.simplified,
-                                color.percent), color.image_id, ids, (color.rank,), lambda row: row)
+    # A Markdown or CSV report shows and counts the colours covering at least COLOUR_SHARE of an image.
+    colour_floor = (color.percent >= COLOUR_SHARE,) if narrow else ()
+    colours = _grouped(session, (color.red, color.green, color.blue, color.hex, color.css, color.simplified,
+                                 color.percent), color.image_id, ids, (color.rank,),
+                       lambda row: DominantColor(*row[1:]), *colour_floor)
     versions = {} if narrow else _latest_model_versions(session, ids)
     decisions = _latest_decisions(session, ids)
     none: tuple[Any, ...] = ()
@@ -148,7 +170,7 @@ def _load_batch(session: Session, ids: list[int], narrow: bool, label_min: float
             moderation=tuple(flags.get(row.id, none)), faces=tuple(faces.get(row.id, none)),
             sightings=tuple(sightings.get(row.id, none)), moderation_decision=decisions.get(row.id),
             sensitive=tuple(found.get(row.id, none)),
-            properties=visuals.to_properties(looks[row.id][0], colors.get(row.id, [])) if row.id in looks else None,
+            properties=_properties(looks[row.id][0], colours.get(row.id, none)) if row.id in looks else None,
             phash=looks[row.id][0].phash if row.id in looks else None,
         )
         for row in images
@@ -204,6 +226,10 @@ def _text(row: Any) -> TextDetection:
         box=BoundingBox.from_dict(_json(row.box)), parent_id=row.parent_id,
         polygon=tuple((float(p[0]), float(p[1])) for p in (_json(row.polygon) or ())),
     )
+
+
+def _properties(row: Any, colours: Sequence[DominantColor]) -> ImageProperties:
+    return ImageProperties(row.brightness, row.sharpness, row.contrast, tuple(colours), row.source)
 
 
 def _finding(row: Any) -> Finding:

@@ -328,6 +328,6 @@ def test_reports_count_colours_list_low_quality_images_and_group_near_duplicates
     assert "Image 7: small (640×480)" in low and "Image 8: blurry" in low and "Image 5" not in low
     assert "- Images 5, 6" in markdown.split("## Near-duplicates", 1)[1]
     assert csv_rows["6"]["duplicate_group"] == "5" and csv_rows["7"]["duplicate_group"] == ""
-    assert csv_rows["5"]["colors"] == "teal 70%; snow 5%" and csv_rows["7"]["quality"] == "small"
+    assert csv_rows["5"]["colors"] == "teal 70%" and csv_rows["7"]["quality"] == "small"
     assert document["duplicate_groups"] == [[5, 6]]
     assert {"name": "teal", "images": 3} in document["colors"]

@@ -6,6 +6,7 @@ caller ever holds a live ORM object (or a session) outside a transaction.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -293,18 +294,18 @@ class ReportData:
         return ReportTotals(images=len(self.images), analysed=len(self.analysed), failed=len(self.failed),
                             with_text=len(self.with_text), flagged=len(self.flagged))
 
-    @property
+    @functools.cached_property
     def analysed(self) -> tuple[ImageRecord, ...]:
         return tuple(i for i in self.images if i.status == "done")
 
-    @property
+    @functools.cached_property
     def failed(self) -> tuple[ImageRecord, ...]:
         return tuple(i for i in self.images if i.status == "failed")
 
-    @property
+    @functools.cached_property
     def with_text(self) -> tuple[ImageRecord, ...]:
         return tuple(i for i in self.analysed if i.lines)
 
-    @property
+    @functools.cached_property
     def flagged(self) -> tuple[ImageRecord, ...]:
         return tuple(i for i in self.analysed if i.is_flagged(self.moderation_min_confidence))

@@ -13,14 +13,12 @@ import dataclasses
 import io
 import json
 import re
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.core.nearby import duplicate_groups
 from bot.core.records import ImageRecord, ReportData, SightingRecord
+from bot.core.report_looks import COLOUR_SHARE, Looks
 
 __all__ = ["CSV_COLUMNS", "FORMATS", "render_report"]
 
@@ -195,39 +193,6 @@ def _render_md(data: ReportData) -> str:
     return "\n".join(out) + "\n"
 
 
-# -- how the images look ------------------------------------------------------------------------
-
-#: A report counts a colour for an image when it covers at least this share (as ``color:NAME`` does).
-COLOUR_SHARE = 10.0
-
-
-@dataclass(frozen=True)
-class Looks:
-    """Colour counts, low-quality images and near-duplicate groups over a report's analysed images."""
-
-    colours: list[tuple[str, int]]
-    low_quality: list[ImageRecord]
-    groups: list[list[int]]
-
-    @classmethod
-    def of(cls, data: ReportData) -> Looks:
-        counts: Counter[str] = Counter()
-        for image in data.analysed:
-            if image.properties is not None:
-                counts.update({c.simplified_color for c in image.properties.dominant_colors
-                               if c.pixel_percent >= COLOUR_SHARE})
-        hashes = {image.id: image.phash for image in data.analysed if image.phash is not None}
-        return cls(colours=counts.most_common(), low_quality=[i for i in data.analysed if i.quality_flags],
-                   groups=duplicate_groups(hashes) if len(hashes) > 1 else [])
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "colors": [{"name": name, "images": count} for name, count in self.colours],
-            "low_quality": [{"image_id": image.id, "flags": list(image.quality_flags)} for image in self.low_quality],
-            "duplicate_groups": self.groups,
-        }
-
-
 # -- CSV -------------------------------------------------------------------------------------
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -269,8 +234,8 @@ def _render_csv(data: ReportData) -> str:
             "; ".join(flag.name for flag in flags),
             image.moderation_decision.decision if image.moderation_decision else "",
             "; ".join(f"{f.category}:{f.kind} {f.masked}" for f in image.sensitive),
-            "; ".join(f"{c.css_color} {c.pixel_percent:.0f}%" for c in image.properties.dominant_colors)
-            if image.properties else "",
+            "; ".join(f"{c.css_color} {c.pixel_percent:.0f}%" for c in image.properties.dominant_colors
+                      if c.pixel_percent >= COLOUR_SHARE) if image.properties else "",
             "; ".join(image.quality_flags),
             group_of.get(image.id, ""),
             image.failure_reason,
