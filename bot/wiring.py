@@ -18,14 +18,14 @@ from typing import Any
 from bot.config import Settings
 from bot.core.flow import FlowControl
 from bot.core.pipeline import Pipeline
-from bot.core.ports import Analyzer, PiiDetector, Storage
+from bot.core.ports import Analyzer, Embedder, PiiDetector, Storage
 from bot.core.records import ImageRecord, ReportData, SearchPage, SightingRecord
 from bot.core.search import Query
 from bot.core.types import IngestResult, Source
-from bot.errors import ImgbotError, NotFound
+from bot.errors import ImgbotError, NotFound, QuerySyntaxError
 from db import queries
 from db.session import Database
-from db.visuals import HashCache
+from db.visuals import EmbeddingCache, HashCache
 
 log = logging.getLogger("imgbot.core")
 
@@ -42,6 +42,9 @@ class Core:
     _flow: FlowControl | None = field(default=None, init=False, repr=False)
     _pii_detector: PiiDetector | None = field(default=None, init=False, repr=False)
     _hashes: HashCache | None = field(default=None, init=False, repr=False)
+    _embedder: Embedder | None = field(default=None, init=False, repr=False)
+    _vectors: EmbeddingCache | None = field(default=None, init=False, repr=False)
+    _embedder_checked: bool = field(default=False, init=False, repr=False)
 
     @property
     def analyzer(self) -> Analyzer:
@@ -82,11 +85,27 @@ class Core:
             return self._pii_detector
 
     @property
+    def embedder(self) -> Embedder | None:
+        """The offline engine's image embedder when its extra is installed (whatever the analyser), else None."""
+        with self._analyzer_lock:
+            if not self._embedder_checked:
+                self._embedder_checked = True
+                try:
+                    from bot.analyzers.local.embedding import ImageEmbedder
+                    from bot.analyzers.local.models import shared
+                except ImportError:
+                    log.info("no image embeddings: the offline engine's extra is not installed (like: is off)")
+                else:
+                    self._embedder = shared(ImageEmbedder)  # one model per process, however many cores
+            return self._embedder
+
+    @property
     def pipeline(self) -> Pipeline:
         if self._pipeline is None:
             self._pipeline = Pipeline(
                 database=self.database, storage=self.storage, analyzer_factory=lambda: self.analyzer,
                 settings=self.settings, flow=self.flow, pii_detector=lambda: self.pii_detector,
+                embedder=lambda: self.embedder,
             )
         return self._pipeline
 
@@ -226,9 +245,46 @@ class Core:
                 self._hashes = HashCache(self.database.engine)
             return self._hashes
 
+    @property
+    def vectors(self) -> EmbeddingCache | None:
+        """This process's "more like this" index, or None without the offline engine's embedder."""
+        embedder = self.embedder
+        if embedder is None:
+            return None
+        with self._analyzer_lock:
+            if self._vectors is None:
+                self._vectors = EmbeddingCache(self.database.engine, embedder.version)
+            return self._vectors
+
     def near_duplicates(self, image_id: int) -> list[tuple[int, int]]:
-        """(image id, differing bits) of the images that look like ``image_id``, closest first."""
-        return self.hashes.near(image_id)
+        """(image id, differing bits) of the images that look like ``image_id``, closest first.
+
+        With embeddings: hashes within ``DUPLICATE_HASH_ALONE`` bits, or within
+        ``DUPLICATE_HASH_WITH_EMBEDDING`` and alike by embedding (a crop, a caption strip);
+        without: hashes within ``DUPLICATE_MAX_DISTANCE``."""
+        from bot.core import nearby
+
+        vectors = self.vectors
+        if vectors is None:
+            return self.hashes.near(image_id)
+        close = self.hashes.near(image_id, nearby.DUPLICATE_HASH_WITH_EMBEDDING)
+        unsure = [found for found, bits in close if bits > nearby.DUPLICATE_HASH_ALONE]
+        stored = vectors.vectors([image_id, *unsure])
+        mine = stored.get(image_id)
+
+        def alike(found: int, bits: int) -> bool:
+            if bits <= nearby.DUPLICATE_HASH_ALONE:
+                return True
+            if mine is None or found not in stored:
+                return bits <= nearby.DUPLICATE_MAX_DISTANCE
+            return float(stored[found] @ mine) >= nearby.DUPLICATE_MIN_COSINE
+
+        return [(found, bits) for found, bits in close if alike(found, bits)]
+
+    def similar_images(self, image_id: int, limit: int = 500) -> list[tuple[int, float]]:
+        """(image id, cosine) of the images that look most like ``image_id`` (``like:``), best first."""
+        vectors = self.vectors
+        return vectors.similar(image_id, limit) if vectors is not None else []
 
     def rescan_looks(self, on_image: Callable[[int, bool], None] | None = None) -> tuple[int, int]:
         """Colours, quality and a hash for analysed images that have none (analysed before they existed),
@@ -249,7 +305,7 @@ class Core:
                 try:
                     prepared = prepare_image(self.storage.get(key), max_bytes=self.settings.max_bytes,
                                              max_pixels=self.settings.max_pixels, sha256=sha256)
-                    seen = look(prepared, Analysis(provider="stored"))
+                    seen = look(prepared, Analysis(provider="stored"), self.embedder)
                 except Exception as err:  # one unreadable original fails alone
                     log.warning("image=%s colours and quality not computed: %r", image_id, err)
                     failed += 1
@@ -258,7 +314,8 @@ class Core:
                     continue
                 assert seen.properties is not None
                 with self.database.engine.begin() as connection:
-                    visuals.save(connection, image_id, seen.properties, seen.phash)
+                    visuals.save(connection, image_id, seen.properties, seen.phash, seen.embedding,
+                                 seen.embedding_model)
                 done += 1
                 if on_image is not None:
                     on_image(image_id, True)
@@ -271,18 +328,25 @@ class Core:
 
     def _resolve_duplicates(self, query: Query) -> Query:
         """``dupes:ID`` terms with their candidates from the hash index (the SQL then scopes them)."""
-        from bot.core.search import And, DupesFilter, Not, Or
+        from bot.core.search import And, DupesFilter, LikeFilter, Not, Or
 
         def resolve(term: Any) -> Any:
             if isinstance(term, DupesFilter):
                 return DupesFilter(term.image_id, tuple(i for i, _ in self.near_duplicates(term.image_id)))
+            if isinstance(term, LikeFilter):
+                if self.vectors is None:
+                    raise QuerySyntaxError(
+                        "like: needs image embeddings, which come from the offline engine: install imgbot with "
+                        'its local extra (pip install "imgbot[local]"), then run imgbot rescan-images. '
+                        f"Example: dupes:{term.image_id}")
+                return LikeFilter(term.image_id, tuple(self.similar_images(term.image_id)))
             if isinstance(term, Not):
                 return Not(resolve(term.term))
             if isinstance(term, (And, Or)):
                 return type(term)(tuple(resolve(t) for t in term.terms))
             return term
 
-        if not any(isinstance(term, DupesFilter) for term, _ in query.leaves()):
+        if not any(isinstance(term, (DupesFilter, LikeFilter)) for term, _ in query.leaves()):
             return query
         return dataclasses.replace(query, where=resolve(query.where))
 

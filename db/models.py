@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -84,6 +85,7 @@ class Image(Base):
     sensitive_findings: Mapped[list[SensitiveFinding]] = relationship(
         cascade="all, delete-orphan", order_by="SensitiveFinding.id")
     visual: Mapped[ImageVisual | None] = relationship(cascade="all, delete-orphan")
+    embedding: Mapped[ImageEmbedding | None] = relationship(cascade="all, delete-orphan")
     colors: Mapped[list[ImageColor]] = relationship(cascade="all, delete-orphan", order_by="ImageColor.rank")
 
 
@@ -223,6 +225,18 @@ class ImageVisual(Base):
     sharpness: Mapped[float] = mapped_column(Float)
     contrast: Mapped[float] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String(16))  # pixels | rekognition
+
+
+class ImageEmbedding(Base):
+    """An image's embedding (256 float16, unit length) for "more like this" and near-duplicates."""
+
+    __tablename__ = "image_embeddings"
+    __table_args__ = (Index("ix_image_embeddings_seq", "seq"),)
+
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    model: Mapped[str] = mapped_column(String(128))
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class ImageColor(Base):

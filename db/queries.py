@@ -44,7 +44,8 @@ RUNS: Table = models.AnalysisRun.__table__  # type: ignore[assignment]
 _RESULT_TABLES: tuple[Table, ...] = tuple(
     model.__table__ for model in (models.Label, models.LabelTerm, models.TextDetection,  # type: ignore[misc]
                                   models.ModerationLabel, models.Face, models.SearchDocument,
-                                  models.SensitiveFinding, models.ImageVisual, models.ImageColor)
+                                  models.SensitiveFinding, models.ImageVisual, models.ImageColor,
+                                  models.ImageEmbedding)
 )
 
 
@@ -269,7 +270,7 @@ def _replace_results(
             {"image_id": image_id, "labels": " ".join(sorted(terms)), "text": "\n".join(lines)}
         ]),
         (findings.TABLE, findings.rows(image_id, analysis.sensitive)),
-        *visuals.rows(image_id, analysis.properties, analysis.phash),
+        *visuals.rows(image_id, analysis.properties, analysis.phash, analysis.embedding, analysis.embedding_model),
         (RUNS, [
             {"image_id": image_id, "provider": analysis.provider, "model_versions": dict(analysis.model_versions),
              "outcome": "done", "error": None, "started_at": started_at, "seconds": seconds, "raw": analysis.raw}

@@ -101,6 +101,7 @@ from bot.core.search import (
     DupesFilter,
     HasFilter,
     LabelFilter,
+    LikeFilter,
     Not,
     Or,
     QualityFilter,
@@ -405,7 +406,7 @@ def _condition(term: Term, ctx: _Context, *, top: bool = False) -> ColumnElement
         return _text_match(term.phrase, ctx, exact=True)
     if isinstance(term, UnsafeFilter):
         return _flagged(ctx, term.category)
-    if isinstance(term, (ColorFilter, QualityFilter, DupesFilter)):
+    if isinstance(term, (ColorFilter, QualityFilter, DupesFilter, LikeFilter)):
         return _looks(term, ctx)
     if isinstance(term, SensitiveFilter):
         if ctx.probe:
@@ -426,7 +427,8 @@ def _condition(term: Term, ctx: _Context, *, top: bool = False) -> ColumnElement
     raise TypeError(f"unknown query term {term!r}")  # pragma: no cover - the parser makes only the above
 
 
-def _looks_select(term: ColorFilter | QualityFilter | DupesFilter, ctx: _Context) -> Select[Any] | None:
+def _looks_select(term: ColorFilter | QualityFilter | DupesFilter | LikeFilter, ctx: _Context
+                  ) -> Select[Any] | None:
     """The ids an index lists for a colour, quality or near-duplicate term (None: a condition on the image row)."""
     from bot.core.visual import BLURRY_BELOW, DARK_BELOW, FLAT_BELOW
 
@@ -434,7 +436,7 @@ def _looks_select(term: ColorFilter | QualityFilter | DupesFilter, ctx: _Context
         keys = list(term.keys)
         return select(ImageColor.image_id.label("image_id")).where(
             or_(ImageColor.simplified.in_(keys), ImageColor.css.in_(keys)), ImageColor.percent >= term.min_percent)
-    if isinstance(term, DupesFilter):
+    if isinstance(term, (DupesFilter, LikeFilter)):
         return None
     if term.what == "blurry":
         return select(ImageVisual.image_id.label("image_id")).where(
@@ -444,19 +446,25 @@ def _looks_select(term: ColorFilter | QualityFilter | DupesFilter, ctx: _Context
     return None
 
 
-def _looks(term: ColorFilter | QualityFilter | DupesFilter, ctx: _Context) -> ColumnElement[bool]:
+def _looks(term: ColorFilter | QualityFilter | DupesFilter | LikeFilter, ctx: _Context) -> ColumnElement[bool]:
     from bot.core.visual import SMALL_BELOW_PX
 
-    if isinstance(term, DupesFilter):
-        # The image asked about must itself be visible to the caller, or its near-duplicates say nothing.
+    if isinstance(term, (DupesFilter, LikeFilter)):
+        # The image asked about must itself be visible to the caller, or what looks like it says nothing.
         shown = select(Sighting.id).where(Sighting.image_id == term.image_id, *ctx.visible()).exists()
-        return and_(Image.id.in_(list(term.candidates or ())), shown, Image.id != term.image_id)
+        return and_(Image.id.in_(_looked_up(term)), shown, Image.id != term.image_id)
     listed = _looks_select(term, ctx)
     if listed is None:  # quality:small: the stored size decides
         return and_(Image.width < SMALL_BELOW_PX, Image.height < SMALL_BELOW_PX)
     if ctx.probe:
         return ctx.exists(listed.where(listed.selected_columns[0] == Image.id))
     return Image.id.in_(listed)
+
+
+def _looked_up(term: DupesFilter | LikeFilter) -> list[int]:
+    if isinstance(term, DupesFilter):
+        return list(term.candidates or ())
+    return [image_id for image_id, _ in term.scores or ()]
 
 
 def _sensitive(term: SensitiveFilter) -> list[ColumnElement[bool]]:
@@ -505,6 +513,13 @@ class _LabelPart:
 
 
 @dataclass(frozen=True)
+class _LikePart:
+    """A positive ``like:`` term: scores each of its images by cosine × 100 (0 for any other)."""
+
+    scores: tuple[tuple[int, float], ...]
+
+
+@dataclass(frozen=True)
 class _TextPart:
     """A positive text term of the query: scores ``TEXT_MATCH_SCORE`` when it matches."""
 
@@ -512,9 +527,9 @@ class _TextPart:
     exact: bool
 
 
-def _score_parts(query: Query) -> list[_LabelPart | _TextPart]:
-    """What the score adds up: the positive label and text terms, in query order."""
-    parts: list[_LabelPart | _TextPart] = []
+def _score_parts(query: Query) -> list[_LabelPart | _TextPart | _LikePart]:
+    """What the score adds up: the positive label, text and ``like:`` terms, in query order."""
+    parts: list[_LabelPart | _TextPart | _LikePart] = []
     for term, negated in query.leaves():
         if negated:
             continue
@@ -525,15 +540,20 @@ def _score_parts(query: Query) -> list[_LabelPart | _TextPart]:
             parts.append(_TextPart(term.text, _needs_exact(term)))
         elif isinstance(term, TextFilter):
             parts.append(_TextPart(term.phrase, True))
+        elif isinstance(term, LikeFilter) and term.scores:
+            parts.append(_LikePart(term.scores))
     return parts
 
 
-def _score(parts: Sequence[_LabelPart | _TextPart], ctx: _Context) -> ColumnElement[float]:
+def _score(parts: Sequence[_LabelPart | _TextPart | _LikePart], ctx: _Context) -> ColumnElement[float]:
     """Matched label confidence plus ``TEXT_MATCH_SCORE`` per matched text term (positive terms only)."""
     scores: list[ColumnElement[float]] = []
     for part in parts:
         if isinstance(part, _LabelPart):
             scores.append(_label_score(part.terms, ctx))
+        elif isinstance(part, _LikePart):
+            scores.append(case({image_id: round(100.0 * score, 3) for image_id, score in part.scores},
+                               value=Image.id, else_=0.0))
         else:
             scores.append(case((_text_match(part.text, ctx, exact=part.exact), TEXT_MATCH_SCORE), else_=0.0))
     if not scores:
@@ -603,8 +623,8 @@ def _driver(term: Term, ctx: _Context) -> list[list[Select[Any]]]:
     if isinstance(term, TextFilter):
         text = _text_driver(term.phrase, ctx)
         return [[text]] if text is not None else []
-    if isinstance(term, DupesFilter):
-        return [[select(Image.id.label("image_id")).where(Image.id.in_(list(term.candidates or ())))]]
+    if isinstance(term, (DupesFilter, LikeFilter)):
+        return [[select(Image.id.label("image_id")).where(Image.id.in_(_looked_up(term)))]]
     if isinstance(term, (ColorFilter, QualityFilter)):
         listed = _looks_select(term, ctx)
         return [[listed]] if listed is not None else []
@@ -748,7 +768,7 @@ class _Candidates:
         return self.text_reach + max(self.label_reach) + sum(min(below, reach) for reach in rest)
 
 
-def _candidates(session: Session, parts: Sequence[_LabelPart | _TextPart], ctx: _Context,
+def _candidates(session: Session, parts: Sequence[_LabelPart | _TextPart | _LikePart], ctx: _Context,
                 statuses: Sequence[str], n: int, horizon: datetime, pair_floor: float | None) -> _Candidates:
     if ctx.channels is None:
         window = select(Image.id).where(Image.status.in_(list(statuses)), Image.last_seen_at >= horizon)
@@ -775,6 +795,8 @@ def _candidates(session: Session, parts: Sequence[_LabelPart | _TextPart], ctx: 
             if most:
                 label_reach.append(most)
                 cut.append(part)
+        elif isinstance(part, _LikePart):  # every image it scores is brought in: nothing outside reaches it
+            ids.append(select(Image.id).where(Image.id.in_([image_id for image_id, _ in part.scores])))
         else:
             listed = _text_driver(part.text, ctx)  # every match is in it
             if listed is not None and _count_rows(session, listed, n) <= n:

@@ -7,23 +7,31 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Connection, Engine, Table, select
 
 from bot.core.nearby import DUPLICATE_MAX_DISTANCE, HashIndex
 from bot.core.types import DominantColor, ImageProperties
+from bot.core.vectors import CodeIndex, from_bytes
 from db import models
 
 VISUALS: Table = models.ImageVisual.__table__  # type: ignore[assignment]
+EMBEDDINGS: Table = models.ImageEmbedding.__table__  # type: ignore[assignment]
 COLORS: Table = models.ImageColor.__table__  # type: ignore[assignment]
 
 
 Rows = list[tuple[Table, list[dict[str, Any]]]]
 
 
-def rows(image_id: int, properties: ImageProperties | None, phash: int | None) -> Rows:
+def rows(image_id: int, properties: ImageProperties | None, phash: int | None,
+         embedding: bytes | None = None, model: str | None = None) -> Rows:
     """The statements' rows for one image (none when nothing was computed)."""
+    found: Rows = []
+    if embedding is not None:
+        found.append((EMBEDDINGS, [{"image_id": image_id, "seq": time.time_ns(), "model": (model or "")[:128],
+                                    "vector": embedding}]))
     if properties is None:
-        return []
+        return found
     visual = {"image_id": image_id, "seq": time.time_ns(), "phash": phash, "brightness": properties.brightness,
               "sharpness": properties.sharpness, "contrast": properties.contrast, "source": properties.source}
     colors = [
@@ -31,7 +39,7 @@ def rows(image_id: int, properties: ImageProperties | None, phash: int | None) -
          "css": c.css_color[:32], "simplified": c.simplified_color[:16], "percent": c.pixel_percent}
         for rank, c in enumerate(properties.dominant_colors)
     ]
-    return [(VISUALS, [visual]), (COLORS, colors)]
+    return [*found, (VISUALS, [visual]), (COLORS, colors)]
 
 
 def to_properties(visual: Any, colors: Sequence[Any]) -> ImageProperties | None:
@@ -111,12 +119,70 @@ def images_without_looks(connection: Connection, after_id: int, limit: int = 200
     return [(row.id, row.sha256, row.storage_key) for row in rows]
 
 
-def save(connection: Connection, image_id: int, properties: ImageProperties, phash: int | None) -> None:
-    """Write one image's colours, quality and hash (replacing any)."""
+def save(connection: Connection, image_id: int, properties: ImageProperties, phash: int | None,
+         embedding: bytes | None = None, model: str | None = None) -> None:
+    """Write one image's colours, quality, hash and embedding (replacing any)."""
     from sqlalchemy import delete, insert
 
-    for table in (COLORS, VISUALS):
+    for table in (COLORS, VISUALS, EMBEDDINGS):
         connection.execute(delete(table).where(table.c.image_id == image_id))
-    for table, values in rows(image_id, properties, phash):
+    for table, values in rows(image_id, properties, phash, embedding, model):
         if values:
             connection.execute(insert(table), values)
+
+
+class EmbeddingCache:
+    """This process's "more like this" index (``CodeIndex``), kept up to date from ``image_embeddings``.
+
+    Only vectors of ``model`` (the embedder's version) are loaded and compared. The exact cosine
+    of the few best is computed from the stored vectors, read by id."""
+
+    LOOK_BACK_NS = HashCache.LOOK_BACK_NS
+    REFRESH_EVERY = HashCache.REFRESH_EVERY
+
+    def __init__(self, engine: Engine, model: str) -> None:
+        self.engine = engine
+        self.model = model
+        self.index = CodeIndex()
+        self._seq = 0
+        self._checked = 0.0
+        self._lock = threading.Lock()
+
+    def refresh(self) -> None:
+        with self._lock:
+            if time.monotonic() - self._checked < self.REFRESH_EVERY:
+                return
+            since = self._seq - self.LOOK_BACK_NS if self._seq else 0
+            with self.engine.connect() as connection:
+                found = connection.execute(
+                    select(EMBEDDINGS.c.image_id, EMBEDDINGS.c.vector, EMBEDDINGS.c.seq)
+                    .where(EMBEDDINGS.c.seq > since, EMBEDDINGS.c.model == self.model).order_by(EMBEDDINGS.c.seq)
+                ).all()
+            self.index.upsert((row.image_id, row.vector) for row in found)
+            if found:
+                self._seq = max(self._seq, found[-1].seq)
+            self._checked = time.monotonic()
+
+    def vectors(self, image_ids: Sequence[int]) -> dict[int, np.ndarray]:
+        if not image_ids:
+            return {}
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(EMBEDDINGS.c.image_id, EMBEDDINGS.c.vector)
+                .where(EMBEDDINGS.c.image_id.in_(list(image_ids)), EMBEDDINGS.c.model == self.model))
+            return {row.image_id: from_bytes(row.vector) for row in rows}
+
+    def similar(self, image_id: int, limit: int) -> list[tuple[int, float]]:
+        """(image id, cosine) of the images that look most like ``image_id``, best first, itself left out."""
+        self.refresh()
+        query = self.vectors([image_id]).get(image_id)
+        if query is None:
+            return []
+        candidates = [found for found in self.index.nearest(query) if found != image_id]
+        stored = self.vectors(candidates)
+        if not stored:
+            return []
+        ids = list(stored)
+        scores = np.stack([stored[i] for i in ids]) @ query
+        order = np.argsort(-scores, kind="stable")[:limit]
+        return [(ids[i], float(scores[i])) for i in order]

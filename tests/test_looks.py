@@ -121,3 +121,23 @@ def test_rescan_images_gives_older_images_their_colours_and_hash(env, tmp_path):
     assert code == 0 and "for 2 images" in out
     assert [Path(hit["source"]).name for hit in json.loads(run("search", "color:teal", "--json")[1])] == ["teal.png"]
     assert "for 0 images" in run("rescan-images", "--no-progress")[1]
+
+
+def test_like_ranks_by_how_alike_images_look_and_dupes_links_a_cropped_captioned_copy(core: Core) -> None:
+    photo = Image.open(SAMPLES / "cat-chelsea.jpg").convert("RGB")
+    cat = ingest(core, encoded(photo, "JPEG", quality=95), "cat.jpg")
+    w, h = photo.size
+    cropped = photo.crop((int(w * 0.05), int(h * 0.05), int(w * 0.95), int(h * 0.95)))
+    captioned = Image.new("RGB", (cropped.width, int(cropped.height * 1.12)), (255, 255, 255))
+    captioned.paste(cropped, (0, 0))
+    copy = ingest(core, encoded(captioned, "JPEG", quality=80), "cat-captioned.jpg")
+    others = {name: ingest(core, (SAMPLES / name).read_bytes(), name)
+              for name in ("coffee.jpg", "rocket.jpg", "astronaut.jpg", "banner-summer-sale.png")}
+
+    ranked = [hit.image.id for hit in core.search(f"like:{cat}", per_page=10).hits]
+
+    assert ranked[0] == copy and set(ranked) == {copy, *others.values()}
+    assert cat not in ranked
+    assert copy in found(core, f"dupes:{cat}") and not found(core, f"dupes:{cat}") & set(others.values())
+    assert found(core, f"like:{cat}", channels=["C0OTHER001"]) == set()
+    assert found(core, f"like:{cat} -label:anything") == set(ranked)

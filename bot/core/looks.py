@@ -11,23 +11,30 @@ import io
 from dataclasses import replace
 
 import imagehash
+import numpy as np
 from PIL import Image
 
 from bot.core.nearby import to_signed
+from bot.core.ports import Embedder
 from bot.core.types import Analysis, PreparedImage
 from bot.core.visual import image_properties
 
 WORKING_SIDE = 512
 
 
-def look(prepared: PreparedImage, analysis: Analysis) -> Analysis:
-    """``analysis`` with colours and quality (unless Rekognition gave them) and the image's pHash."""
+def look(prepared: PreparedImage, analysis: Analysis, embedder: Embedder | None = None) -> Analysis:
+    """``analysis`` with colours and quality (unless Rekognition gave them), the pHash and, when an
+    embedder is available, the embedding."""
     with Image.open(io.BytesIO(prepared.analysis_bytes)) as opened:
         opened.draft("RGB", (WORKING_SIDE, WORKING_SIDE))
         image = opened.convert("RGBA" if opened.mode in ("RGBA", "LA", "P") else "RGB")
     image.thumbnail((WORKING_SIDE, WORKING_SIDE))
     properties = analysis.properties or image_properties(image)
-    return replace(analysis, properties=properties, phash=phash(image))
+    seen = replace(analysis, properties=properties, phash=phash(image))
+    if embedder is not None:
+        vector = np.asarray(embedder.embed(image), dtype="<f2")
+        seen = replace(seen, embedding=vector.tobytes(), embedding_model=embedder.version)
+    return seen
 
 
 def phash(image: Image.Image) -> int:

@@ -14,8 +14,13 @@ from collections.abc import Iterable
 
 import numpy as np
 
-#: At most this many differing bits of 64 make two images near-duplicates.
+#: Without embeddings: at most this many differing bits of 64 make two images near-duplicates.
 DUPLICATE_MAX_DISTANCE = 10
+#: With embeddings (calibrated in ``bot/analyzers/local/embedding.py``): this close by hash alone…
+DUPLICATE_HASH_ALONE = 6
+#: …or this close by hash and at least this alike by embedding (crops, caption strips, recompression).
+DUPLICATE_HASH_WITH_EMBEDDING = 24
+DUPLICATE_MIN_COSINE = 0.82
 
 
 def to_signed(value: int) -> int:

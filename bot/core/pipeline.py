@@ -23,7 +23,7 @@ from bot.core.flow import FlowControl
 from bot.core.insights import add_text_insights
 from bot.core.intake import prepare_image, sha256_of
 from bot.core.looks import look
-from bot.core.ports import Analyzer, PiiDetector, Storage
+from bot.core.ports import Analyzer, Embedder, PiiDetector, Storage
 from bot.core.redaction import protect
 from bot.core.types import Analysis, IngestResult, PreparedImage, Source
 from bot.errors import ImgbotError, NotFound, StorageError
@@ -45,8 +45,10 @@ class Pipeline:
     def __init__(
         self, *, database: Database, storage: Storage, analyzer_factory: Callable[[], Analyzer], settings: Settings,
         flow: FlowControl | None = None, pii_detector: Callable[[], PiiDetector | None] = lambda: None,
+        embedder: Callable[[], Embedder | None] = lambda: None,
     ) -> None:
         self.database = database
+        self._embedder = embedder
         self._pii_detector = pii_detector
         self.storage = storage
         self._analyzer_factory = analyzer_factory
@@ -140,7 +142,7 @@ class Pipeline:
                               seconds=time.perf_counter() - analysis_started)
         analysis = self._protect(image_id, analysis)
         try:
-            analysis = look(prepared, analysis)
+            analysis = look(prepared, analysis, self._embedder())
         except Exception as err:  # colours and a hash are extras: never lose the analysis over them
             log.warning("image=%s colours and quality not computed: %r", image_id, err)
         seconds = time.perf_counter() - analysis_started

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from bot.core.types import Analysis, PiiEntity, PreparedImage, StoredObject
 
@@ -49,4 +49,20 @@ class PiiDetector(Protocol):
     name: str
 
     def detect(self, text: str) -> list[PiiEntity]:
+        ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns a picture into a unit vector whose cosine with another says how alike they look; thread-safe.
+
+    ``version`` names the model and everything that shapes the vector: vectors of two versions
+    are not compared."""
+
+    @property
+    def version(self) -> str:
+        ...
+
+    def embed(self, image: Any) -> Any:
+        """A 1-d float32 numpy array of unit length for a PIL image."""
         ...

@@ -16,6 +16,7 @@
     color:teal  color:teal>40    a dominant colour covering at least 10 % (or the given share)
     quality:blurry  quality:dark  quality:small
     dupes:42                 near-duplicates of image 42
+    like:42                  ranked by how much they look like image 42
     -label:cat               leave out
     cat OR dog               either; OR binds tighter than the implicit AND
     (cat OR dog) -in:#x      parentheses group
@@ -51,6 +52,7 @@ __all__ = [
     "ColorFilter",
     "QualityFilter",
     "DupesFilter",
+    "LikeFilter",
     "Term",
     "TextFilter",
     "UnsafeFilter",
@@ -79,7 +81,8 @@ Search the images imgbot has seen. Terms side by side must all match.
   has:pii                shows personal data;  pii:email  pii:phone  pii:card  pii:iban
   color:teal             a colour covering at least 10 % of the image;  color:teal>40  at least 40 %
   quality:blurry         also quality:dark and quality:small (shorter than 1,024 px on its longest side)
-  dupes:42               near-duplicates of image 42 (resized, recompressed, re-levelled)
+  dupes:42               near-duplicates of image 42 (resized, recompressed, cropped a little, captioned)
+  like:42                images that look like image 42, most alike first
   -label:cat             leave out what matches
   cat OR dog             either one;  (cat OR dog) in:#pets  group with parentheses
 
@@ -200,6 +203,16 @@ class DupesFilter:
 
 
 @dataclass(frozen=True)
+class LikeFilter:
+    """``like:42``: images ranked by how much they look like image 42 (by embedding), 42 itself left out.
+
+    ``scores`` ((image id, cosine), best first) are filled in by the core before the query is compiled."""
+
+    image_id: int
+    scores: tuple[tuple[int, float], ...] | None = None
+
+
+@dataclass(frozen=True)
 class Not:
     term: Term
 
@@ -215,7 +228,7 @@ class Or:
 
 
 Term = (Word | LabelFilter | TextFilter | UnsafeFilter | ChannelFilter | UserFilter | SeenFilter | HasFilter
-        | SensitiveFilter | ColorFilter | QualityFilter | DupesFilter | Not | And | Or)
+        | SensitiveFilter | ColorFilter | QualityFilter | DupesFilter | LikeFilter | Not | And | Or)
 
 
 @dataclass(frozen=True)
@@ -256,7 +269,7 @@ def _leaves(term: Term, negated: bool) -> Iterator[tuple[Term, bool]]:
 # -- errors ----------------------------------------------------------------------------------
 
 FILTERS = ("label", "text", "unsafe", "in", "from", "after", "before", "on", "has", "conf", "secret", "pii", "color",
-           "colour", "quality", "dupes")
+           "colour", "quality", "dupes", "like")
 QUALITY_VALUES: dict[str, QualityWhat] = {"blurry": "blurry", "blur": "blurry", "dark": "dark", "small": "small"}
 #: Kinds of secret (and the families that group them) ``secret:`` knows.
 SECRET_KINDS = (
@@ -615,7 +628,7 @@ class _Parser:
             close = difflib.get_close_matches(name, FILTERS, n=1, cutoff=0.6)
             hint = f' Did you mean "{close[0]}:"?' if close else (
                 " Filters are label:, text:, unsafe:, in:, from:, after:, before:, on:, has:, secret:, pii:, "
-                "color:, quality:, dupes: and conf>.")
+                "color:, quality:, dupes:, like: and conf>.")
             raise self.error(
                 f'Unknown filter "{tok.name}:".{hint} To search for "{tok.text}" as words, put it in quotes.')
         if tok.mention is not None:
@@ -657,10 +670,11 @@ class _Parser:
             if quality is None:
                 raise self.error(f'quality: can be blurry, dark or small, not "{value}".', "quality:blurry")
             return QualityFilter(quality)
-        if name == "dupes":
+        if name in ("dupes", "like"):
             if not re.fullmatch(r"#?\d{1,15}", value):
-                raise self.error(f'dupes: needs an image number (a result\'s #id), not "{value}".', "dupes:42")
-            return DupesFilter(int(value.lstrip("#")))
+                raise self.error(f'{name}: needs an image number (a result\'s #id), not "{value}".', f"{name}:42")
+            image_id = int(value.lstrip("#"))
+            return DupesFilter(image_id) if name == "dupes" else LikeFilter(image_id)
         # after / before / on
         start, is_day = self.when(name, value)
         if name == "after":
@@ -736,6 +750,7 @@ _EMPTY: dict[str, tuple[str, str]] = {
     "colour": ("colour: needs a colour after it.", "color:teal"),
     "quality": ("quality: needs blurry, dark or small after it.", "quality:blurry"),
     "dupes": ("dupes: needs an image number after it.", "dupes:42"),
+    "like": ("like: needs an image number after it.", "like:42"),
 }
 
 

@@ -173,6 +173,9 @@ class Analysis:
     properties: ImageProperties | None = None
     #: The 64-bit perceptual hash of the pixels, signed (near-duplicates; set by the pipeline).
     phash: int | None = None
+    #: The embedding (float16 little-endian bytes) and the version of the model that made it.
+    embedding: bytes | None = None
+    embedding_model: str | None = None
     #: Secrets and personal data read in the text (masked in ``text`` and ``raw`` already; see core/redaction.py).
     sensitive: tuple[Finding, ...] = ()
     #: Seconds this analysis waited for the provider's rate limit (not stored: it sizes the work in flight).
