@@ -297,7 +297,8 @@ class Core:
         done = failed = last_id = 0
         while True:
             with self.database.engine.connect() as connection:
-                batch = visuals.images_without_looks(connection, last_id)
+                batch = visuals.images_without_looks(
+                    connection, last_id, model=self.embedder.version if self.embedder is not None else None)
             if not batch:
                 return done, failed
             for image_id, sha256, key in batch:

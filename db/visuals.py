@@ -106,14 +106,23 @@ class HashCache:
         return [(found, distance) for found, distance in self.index.near(phash, max_distance) if found != image_id]
 
 
-def images_without_looks(connection: Connection, after_id: int, limit: int = 200) -> list[tuple[int, str, str]]:
-    """(id, sha256, storage key) of analysed images with a stored original and no colours or hash yet."""
+def images_without_looks(connection: Connection, after_id: int, limit: int = 200, *,
+                         model: str | None = None) -> list[tuple[int, str, str]]:
+    """(id, sha256, storage key) of analysed images with a stored original and no colours or hash yet,
+    or, given the embedder's ``model``, no embedding of that model."""
+    from sqlalchemy import or_
+
     images = models.Image.__table__
+    missing = [VISUALS.c.image_id.is_(None)]
+    statement = select(images.c.id, images.c.sha256, images.c.storage_key).outerjoin(
+        VISUALS, VISUALS.c.image_id == images.c.id)
+    if model is not None:
+        statement = statement.outerjoin(
+            EMBEDDINGS, (EMBEDDINGS.c.image_id == images.c.id) & (EMBEDDINGS.c.model == model))
+        missing.append(EMBEDDINGS.c.image_id.is_(None))
     rows = connection.execute(
-        select(images.c.id, images.c.sha256, images.c.storage_key)
-        .outerjoin(VISUALS, VISUALS.c.image_id == images.c.id)
-        .where(images.c.id > after_id, images.c.status == "done", images.c.storage_key.is_not(None),
-               VISUALS.c.image_id.is_(None))
+        statement.where(images.c.id > after_id, images.c.status == "done", images.c.storage_key.is_not(None),
+                        or_(*missing))
         .order_by(images.c.id).limit(limit)
     )
     return [(row.id, row.sha256, row.storage_key) for row in rows]
