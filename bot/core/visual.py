@@ -45,7 +45,7 @@ from PIL import Image, ImageOps
 from bot.core.types import DominantColor, ImageProperties
 
 #: Colours are read from a copy whose longest side is at most this many pixels.
-COLOR_SIDE = 256
+COLOR_SIDE = 128
 #: Sharpness, brightness and contrast are read from a grayscale copy at most this large.
 SHARPNESS_SIDE = 512
 #: Median-cut boxes before merging (more than ``MAX_COLORS``, so merging has room to work).
@@ -242,7 +242,10 @@ def _dominant_colors(rgb: Image.Image, alpha: Image.Image | None, max_colors: in
                                                                   method=Image.Quantize.MEDIANCUT)
     indices = np.asarray(quantized, dtype=np.uint8).ravel()
     if alpha is not None:
-        opaque = np.asarray(_fit(alpha, COLOR_SIDE), dtype=np.uint8).ravel() >= 128
+        levels = np.asarray(_fit(alpha, COLOR_SIDE), dtype=np.uint8).ravel()
+        # Pixels as opaque as the image gets: an edge pixel that mixes a colour with transparency
+        # (the downscale averages them) would count as a darker colour of its own.
+        opaque = (levels >= 128) & (levels >= min(250, int(levels.max(initial=0))))
         if not opaque.any():
             return ()
         pixels, indices = pixels[opaque], indices[opaque]

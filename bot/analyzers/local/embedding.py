@@ -66,8 +66,12 @@ photos -0.01-0.24 (mean 0.13). Rank by cosine; do not read 0.5 as "similar".
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -264,8 +268,71 @@ class ImageEmbedder(LazyModel[np.ndarray]):
         return self.predict(Decoded(image=rgb, width=rgb.width, height=rgb.height))
 
     def _predict(self, image: Decoded) -> np.ndarray:
-        _, pooled = self.run(ImageNetLabeler.preprocess(image.fit(WORKING_SIDE)))
-        return project(pooled[0])
+        with self._batches.caller():
+            batch = ImageNetLabeler.preprocess(image.fit(WORKING_SIDE))
+            return project(self._batches.run(batch[0]))
+
+    @cached_property
+    def _batches(self) -> _Batches:
+        return _Batches(lambda batch: self.run(batch)[1])
+
+
+class _Batches:
+    """Images embedded at the same time by several threads go through the network as one batch.
+
+    ONNX Runtime spends about as long on a call's fixed costs as on one 224 px image (measured
+    on 2 cores: 17.7 ms of CPU for one image alone, 9.3 ms each in a batch of four), so at 50
+    images/s batching halves the embedder's share of the CPU. The first caller to arrive
+    collects what the others bring for up to ``WAIT`` seconds, runs them and hands each its row;
+    a caller alone (no one else embedding) runs at once, so a single image never waits.
+    """
+
+    WAIT = 0.01
+
+    def __init__(self, run: Callable[[np.ndarray], np.ndarray]) -> None:
+        self._run = run
+        self._lock = threading.Condition()
+        self._pending: list[tuple[np.ndarray, Future[np.ndarray]]] = []
+        self._collecting = False
+        self._callers = 0
+
+    @contextlib.contextmanager
+    def caller(self) -> Iterator[None]:
+        """Marks a thread as about to embed, so a leader knows whether to wait for it."""
+        with self._lock:
+            self._callers += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._callers -= 1
+                self._lock.notify_all()
+
+    def run(self, row: np.ndarray) -> np.ndarray:
+        """The network's output for one preprocessed image (``[3, 224, 224]``), batched with others'."""
+        future: Future[np.ndarray] = Future()
+        with self._lock:
+            self._pending.append((row, future))
+            self._lock.notify_all()
+            leader = not self._collecting
+            self._collecting = True
+            if leader:
+                deadline = time.monotonic() + self.WAIT
+                # Wait while other callers are still preparing their image (they will join this batch).
+                while len(self._pending) < self._callers and (left := deadline - time.monotonic()) > 0:
+                    self._lock.wait(left)
+                batch, self._pending = self._pending, []
+                self._collecting = False
+        if leader:
+            try:
+                outputs = self._run(np.stack([item for item, _ in batch]))
+            except BaseException as err:  # every caller of the batch gets the error
+                for _, waiting in batch:
+                    waiting.set_exception(err)
+            else:
+                for (_, waiting), output in zip(batch, outputs, strict=True):
+                    waiting.set_result(output)
+        return future.result()
 
 
 def _working_copy(image: Image.Image) -> Image.Image:
