@@ -27,6 +27,7 @@ import argparse
 import multiprocessing as mp
 import os
 import re
+import resource
 import socket
 import sqlite3
 import subprocess
@@ -122,13 +123,20 @@ def moto_s3() -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def run_imgbot(folder: Path, workdir: Path, env: dict[str, str]) -> tuple[float, int, int, str]:
-    """``imgbot analyze FOLDER`` on defaults; returns (images/s as imgbot printed it, done, failed, summary)."""
+def run_imgbot(folder: Path, workdir: Path, env: dict[str, str]) -> tuple[float, int, int, str, float]:
+    """``imgbot analyze FOLDER`` on defaults; returns (images/s as imgbot printed it, done, failed, summary,
+    the CPU seconds the command used)."""
     database = workdir / "imgbot.db"
     command_env = {**env, "DATABASE_URL": f"sqlite:///{database}", "IMGBOT_STORAGE": f"s3://{BUCKET}/originals",
                    "IMGBOT_ANALYZER": "rekognition"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     finished = subprocess.run([sys.executable, "-m", "bot.cli", "analyze", "--no-progress", str(folder)],
                               env=command_env, cwd=workdir, capture_output=True, text=True, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the fakes are still running: only imgbot's
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    print(f"  (imgbot user {after.ru_utime - before.ru_utime:.1f} s, system {after.ru_stime - before.ru_stime:.1f} s, "
+          f"context switches {after.ru_nvcsw - before.ru_nvcsw:,} voluntary, "
+          f"{after.ru_nivcsw - before.ru_nivcsw:,} involuntary)")
     summary = next((line for line in reversed(finished.stdout.splitlines()) if line.startswith("analysed")), "")
     if not summary:
         raise RuntimeError(f"imgbot analyze printed no summary:\n{finished.stderr[-3000:]}")
@@ -136,7 +144,7 @@ def run_imgbot(folder: Path, workdir: Path, env: dict[str, str]) -> tuple[float,
     with sqlite3.connect(database) as db:
         done, failed = db.execute(
             "select sum(status = 'done'), sum(status = 'failed') from images").fetchone()
-    return rate, int(done or 0), int(failed or 0), summary
+    return rate, int(done or 0), int(failed or 0), summary, cpu
 
 
 class Pacer:
@@ -218,7 +226,7 @@ def main() -> None:
                 salt = f"{latency}".encode()  # distinct bytes per run: nothing is deduplicated across runs
                 for n, data in enumerate(images):
                     (folder / f"shot-{n:05d}.jpg").write_bytes(data + salt)
-                rate, done, failed, summary = run_imgbot(folder, run, env)
+                rate, done, failed, summary, cpu = run_imgbot(folder, run, env)
                 ours = fake.take_stats()
                 ref_rate, ref_failed = reference([data + salt + b"r" for data in images], args.tps)
                 theirs = fake.take_stats()
@@ -230,6 +238,9 @@ def main() -> None:
                   f"throttled calls {throttled} of {sum(ours['calls'].values())}; failed {failed}; "
                   f"lost {args.images - done - failed} (must be 0)")
             print(f"            {summary}")
+            print(f"            imgbot's CPU: {cpu / max(done + failed, 1) * 1000:.0f} ms per image, so "
+                  f"{cpu / max(done + failed, 1) * bound:.2f} of {os.cpu_count()} cores at the bound (the fakes "
+                  f"run on the same cores)")
             print(f"  reference {ref_rate:6.1f} images/s = {ref_rate / bound * 100:5.1f} % (64 images in flight, "
                   f"paced at the quota); throttled {sum(theirs['throttled'].values())}; failed {ref_failed}")
             if recipe_rate:

@@ -90,6 +90,8 @@ class Core:
         with self._analyzer_lock:
             if not self._embedder_checked:
                 self._embedder_checked = True
+                if self.settings.embeddings == "off":
+                    return None
                 try:
                     from bot.analyzers.local.embedding import ImageEmbedder
                     from bot.analyzers.local.models import shared
@@ -338,8 +340,8 @@ class Core:
                 if self.vectors is None:
                     raise QuerySyntaxError(
                         "like: needs image embeddings, which come from the offline engine: install imgbot with "
-                        'its local extra (pip install "imgbot[local]"), then run imgbot rescan-images. '
-                        f"Example: dupes:{term.image_id}")
+                        'its local extra (pip install "imgbot[local]"), leave IMGBOT_EMBEDDINGS at auto, then run '
+                        f"imgbot rescan-images. Near-duplicates work without them: dupes:{term.image_id}")
                 return LikeFilter(term.image_id, tuple(self.similar_images(term.image_id)))
             if isinstance(term, Not):
                 return Not(resolve(term.term))

@@ -141,3 +141,21 @@ def test_like_ranks_by_how_alike_images_look_and_dupes_links_a_cropped_captioned
     assert copy in found(core, f"dupes:{cat}") and not found(core, f"dupes:{cat}") & set(others.values())
     assert found(core, f"like:{cat}", channels=["C0OTHER001"]) == set()
     assert found(core, f"like:{cat} -label:anything") == set(ranked)
+
+
+def test_without_embeddings_like_says_how_to_get_them_and_dupes_goes_by_hash(settings, storage, fake_analyzer):
+    from bot.errors import QuerySyntaxError
+    from bot.wiring import build_core
+
+    core = build_core(settings.replace(embeddings="off"), storage=storage, analyzer_factory=lambda: fake_analyzer)
+    try:
+        photo = Image.open(SAMPLES / "cat-chelsea.jpg").convert("RGB")
+        cat = ingest(core, encoded(photo, "JPEG", quality=95), "cat.jpg")
+        small = ingest(core, encoded(photo.resize((photo.width // 2, photo.height // 2)), "JPEG"), "small.jpg")
+
+        with pytest.raises(QuerySyntaxError, match="IMGBOT_EMBEDDINGS"):
+            core.search(f"like:{cat}")
+        assert found(core, f"dupes:{cat}") == {small}
+        assert core.show(cat).to_json()["phash"] is not None
+    finally:
+        core.database.dispose()

@@ -32,7 +32,11 @@ _MIN_PIECE = 4
 
 def protect(analysis: Analysis, extra: Sequence[Finding] = ()) -> Analysis:
     """``analysis`` with the detectors' findings (and ``extra``) attached and every hidden value masked."""
+    if not analysis.text and not extra:
+        return analysis  # nothing was read: nothing to find (most photos)
     found = scan(analysis.text)
+    if not found.findings and not extra:
+        return analysis
     return mask_findings(analysis, (*found.findings, *extra), found.values)
 
 
