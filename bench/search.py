@@ -426,8 +426,9 @@ def looks(rng: np.random.Generator, ids: np.ndarray
     picks = rng.choice(len(PALETTE), (n, 3), p=weights / weights.sum())
     visuals, colors, embeddings = [], [], []
     for o, image_id in enumerate(ids.tolist()):
-        embeddings.append((image_id, 1_700_000_000_000_000_000 + image_id, EMBEDDING_MODEL, packed[o].tobytes()))
-        visuals.append((image_id, 1_700_000_000_000_000_000 + image_id, int(hashes[o]), float(brightness[o]),
+        seq = 1_700_000_000_000_000_000 + image_id * 1_000_000_000  # written a second apart, as the clock has it
+        embeddings.append((image_id, seq, EMBEDDING_MODEL, packed[o].tobytes()))
+        visuals.append((image_id, seq, int(hashes[o]), float(brightness[o]),
                         float(sharpness[o]), 40.0, "pixels"))
         shares = (55.0, 30.0, 15.0)
         for rank, (pick, share) in enumerate(zip(dict.fromkeys(picks[o].tolist()), shares, strict=False)):

@@ -123,12 +123,13 @@ def moto_s3() -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def run_imgbot(folder: Path, workdir: Path, env: dict[str, str]) -> tuple[float, int, int, str, float]:
+def run_imgbot(folder: Path, workdir: Path, env: dict[str, str], settings: dict[str, str] | None = None
+               ) -> tuple[float, int, int, str, float]:
     """``imgbot analyze FOLDER`` on defaults; returns (images/s as imgbot printed it, done, failed, summary,
     the CPU seconds the command used)."""
     database = workdir / "imgbot.db"
     command_env = {**env, "DATABASE_URL": f"sqlite:///{database}", "IMGBOT_STORAGE": f"s3://{BUCKET}/originals",
-                   "IMGBOT_ANALYZER": "rekognition"}
+                   "IMGBOT_ANALYZER": "rekognition", **(settings or {})}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     finished = subprocess.run([sys.executable, "-m", "bot.cli", "analyze", "--no-progress", str(folder)],
                               env=command_env, cwd=workdir, capture_output=True, text=True, check=False)
@@ -205,7 +206,10 @@ def main() -> None:
     parser.add_argument("--latencies", default="0.15,0.5,1.0", help="seconds per call, comma-separated")
     parser.add_argument("--tps", type=float, default=50.0, help="the fake's quota per API (calls/s)")
     parser.add_argument("--recipe-sample", type=int, default=20, help="images timed for the recipe's loop")
+    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="an imgbot setting other than its default (the figure is then not the product's)")
     args = parser.parse_args()
+    settings = dict(item.split("=", 1) for item in args.setting)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IMGBOT_", "AWS_", "DATABASE_URL"))}
     env.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
                 "PYTHONPATH": str(ROOT)})
@@ -213,7 +217,8 @@ def main() -> None:
 
     images = make_images(args.images, size=(320, 240), quality=80)
     print(f"{args.images} images; fake Rekognition allows {args.tps:.0f} calls/s per API, so the bound is "
-          f"{args.tps:.0f} images/s; originals in S3 (moto); imgbot on its defaults")
+          f"{args.tps:.0f} images/s; originals in S3 (moto); imgbot on its defaults"
+          + (f" except {', '.join(args.setting)}" if settings else ""))
     with moto_s3() as s3_url, tempfile.TemporaryDirectory() as tmp:
         env["AWS_ENDPOINT_URL_S3"] = os.environ["AWS_ENDPOINT_URL_S3"] = s3_url
         boto3.client("s3").create_bucket(Bucket=BUCKET)
@@ -226,7 +231,7 @@ def main() -> None:
                 salt = f"{latency}".encode()  # distinct bytes per run: nothing is deduplicated across runs
                 for n, data in enumerate(images):
                     (folder / f"shot-{n:05d}.jpg").write_bytes(data + salt)
-                rate, done, failed, summary, cpu = run_imgbot(folder, run, env)
+                rate, done, failed, summary, cpu = run_imgbot(folder, run, env, settings)
                 ours = fake.take_stats()
                 ref_rate, ref_failed = reference([data + salt + b"r" for data in images], args.tps)
                 theirs = fake.take_stats()
