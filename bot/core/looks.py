@@ -8,6 +8,7 @@ milliseconds, not the hundred a full decode would.
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import replace
 
 import imagehash
@@ -18,6 +19,8 @@ from bot.core.nearby import to_signed
 from bot.core.ports import Embedder
 from bot.core.types import Analysis, PreparedImage
 from bot.core.visual import image_properties
+
+log = logging.getLogger("imgbot.looks")
 
 WORKING_SIDE = 512
 
@@ -32,8 +35,12 @@ def look(prepared: PreparedImage, analysis: Analysis, embedder: Embedder | None 
     properties = analysis.properties or image_properties(image)
     seen = replace(analysis, properties=properties, phash=phash(image))
     if embedder is not None:
-        vector = np.asarray(embedder.embed(image), dtype="<f2")
-        seen = replace(seen, embedding=vector.tobytes(), embedding_model=embedder.version)
+        try:
+            vector = np.asarray(embedder.embed(image), dtype="<f2")
+        except Exception as err:  # no embedding (like: skips this image); its colours and hash still count
+            log.warning("embedding not computed: %r", err)
+        else:
+            seen = replace(seen, embedding=vector.tobytes(), embedding_model=embedder.version)
     return seen
 
 
