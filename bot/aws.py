@@ -142,6 +142,11 @@ def http_status(exc: ClientError) -> int | None:
     return int(status) if status is not None else None
 
 
+def short_code(code: str) -> str:
+    """``InvalidImageFormatException`` → ``InvalidImageFormat``, for messages people read."""
+    return code[: -len("Exception")] if code.endswith("Exception") and code != "Exception" else code
+
+
 def classify_code(code: str) -> FailureKind | None:
     """The kind of failure an error code alone names (throttled, transient…), or None when it takes more."""
     for codes, kind in ((_NOT_FOUND_CODES, "not_found"), (_CREDENTIAL_CODES, "credentials"),

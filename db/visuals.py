@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import Connection, Engine, Table, select
@@ -64,6 +64,32 @@ def hashes_since(connection: Connection, seq: int) -> list[tuple[int, int, int]]
     )]
 
 
+class _Refreshed(Protocol):
+    engine: Engine
+    LOOK_BACK_NS: int
+    REFRESH_EVERY: float
+    _seq: int
+    _checked: float
+    _lock: threading.Lock
+
+    def upsert(self, rows: list[tuple[int, Any, int]]) -> None: ...
+
+
+def refresh_since(cache: _Refreshed, rows_since: Callable[[Connection, int], list[tuple[int, Any, int]]]) -> None:
+    """Load into ``cache`` the (image id, value, seq) rows written since it last looked, at most once per
+    ``REFRESH_EVERY`` seconds; the first time, every row."""
+    with cache._lock:
+        if time.monotonic() - cache._checked < cache.REFRESH_EVERY:
+            return
+        since = cache._seq - cache.LOOK_BACK_NS if cache._seq else 0
+        with cache.engine.connect() as connection:
+            found = rows_since(connection, since)
+        cache.upsert(found)
+        if found:
+            cache._seq = max(cache._seq, found[-1][2])
+        cache._checked = time.monotonic()
+
+
 class HashCache:
     """The near-duplicate index of this process, kept up to date from ``image_visuals``.
 
@@ -82,16 +108,11 @@ class HashCache:
         self._lock = threading.Lock()
 
     def refresh(self) -> None:
-        with self._lock:
-            if time.monotonic() - self._checked < self.REFRESH_EVERY:
-                return
-            since = self._seq - self.LOOK_BACK_NS if self._seq else 0
-            with self.engine.connect() as connection:
-                found = hashes_since(connection, since)
-            self.index.upsert((image_id, phash) for image_id, phash, _ in found)
-            if found:
-                self._seq = max(self._seq, found[-1][2])
-            self._checked = time.monotonic()
+        refresh_since(self, lambda connection, since: [
+            (image_id, phash, seq) for image_id, phash, seq in hashes_since(connection, since)])
+
+    def upsert(self, rows: list[tuple[int, Any, int]]) -> None:
+        self.index.upsert((image_id, phash) for image_id, phash, _ in rows)
 
     def near(self, image_id: int, max_distance: int = DUPLICATE_MAX_DISTANCE) -> list[tuple[int, int]]:
         """(image id, distance) of ``image_id``'s near-duplicates, closest first, itself left out."""
@@ -158,19 +179,12 @@ class EmbeddingCache:
         self._lock = threading.Lock()
 
     def refresh(self) -> None:
-        with self._lock:
-            if time.monotonic() - self._checked < self.REFRESH_EVERY:
-                return
-            since = self._seq - self.LOOK_BACK_NS if self._seq else 0
-            with self.engine.connect() as connection:
-                found = connection.execute(
-                    select(EMBEDDINGS.c.image_id, EMBEDDINGS.c.vector, EMBEDDINGS.c.seq)
-                    .where(EMBEDDINGS.c.seq > since, EMBEDDINGS.c.model == self.model).order_by(EMBEDDINGS.c.seq)
-                ).all()
-            self.index.upsert((row.image_id, row.vector) for row in found)
-            if found:
-                self._seq = max(self._seq, found[-1].seq)
-            self._checked = time.monotonic()
+        refresh_since(self, lambda connection, since: [tuple(row) for row in connection.execute(
+            select(EMBEDDINGS.c.image_id, EMBEDDINGS.c.vector, EMBEDDINGS.c.seq)
+            .where(EMBEDDINGS.c.seq > since, EMBEDDINGS.c.model == self.model).order_by(EMBEDDINGS.c.seq))])
+
+    def upsert(self, rows: list[tuple[int, Any, int]]) -> None:
+        self.index.upsert((image_id, vector) for image_id, vector, _ in rows)
 
     def vectors(self, image_ids: Sequence[int]) -> dict[int, np.ndarray]:
         if not image_ids:

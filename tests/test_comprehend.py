@@ -74,7 +74,7 @@ def test_names_addresses_emails_and_phones_come_back_with_comprehends_types_scor
         ("NAME", "Jane Doe"), ("ADDRESS", "12 Main Street"), ("EMAIL", "jane.doe@example.com"),
         ("PHONE", "(555) 010-4477"),
     ]
-    assert entities[0] == PiiEntity(type="NAME", score=0.9999, begin=9, end=17)
+    assert entities[0] == PiiEntity(type="NAME", score=0.9999, begin=9, end=17, kind="name", category="pii")
     [call] = fake.requests
     assert call.params == {"Text": text, "LanguageCode": "en"}
 

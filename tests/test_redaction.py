@@ -119,3 +119,28 @@ def test_replies_show_personal_data_masked_though_it_is_stored() -> None:
 
     assert shown_lines(list(stored.lines)) == ["write to s•••@acme.com", "Visa •••• 1111"]
     assert shown_text("call +1 415 555 2671 now") == "call •••• 71 now"
+
+
+def test_when_the_secret_check_fails_nothing_is_stored_and_a_retry_finishes_the_image(
+        core, fake_analyzer, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from bot.core import pipeline as pipeline_module
+    from bot.core.types import Source
+    from tests.images import make_image
+
+    photo = make_image()
+    fake_analyzer.script(photo, text=[f"key {AWS_KEY_ID}"])
+
+    def broken(analysis: Analysis) -> Analysis:
+        raise RuntimeError("detector bug")
+
+    monkeypatch.setattr(pipeline_module, "protect", broken)
+    failed = core.ingest(photo, Source.file("shot.png"))
+    monkeypatch.undo()
+    record = core.show(failed.image_id)
+
+    assert failed.outcome == "failed" and failed.retryable and "checked for secrets" in (failed.reason or "")
+    assert record.text == () and record.sensitive == ()
+    assert [r.outcome for r in core.finish_pending()] == ["done"]
+    finished = core.show(failed.image_id)
+    assert [f.kind for f in finished.sensitive] == ["aws-access-key"]
+    assert AWS_KEY_ID not in json.dumps(finished.to_json())

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from bot.aws import CONNECTION_ERRORS, classify, make_client
-from bot.core.types import PiiEntity
+from bot.aws import CONNECTION_ERRORS, classify, make_client, short_code
+from bot.core.types import Category, PiiEntity
 from bot.errors import AnalyzerError
 
 if TYPE_CHECKING:
@@ -69,11 +69,13 @@ class ComprehendPii:
                 continue  # nothing to find, and Comprehend would only bill for it
             calls += 1
             for found in self._call(chunk).get("Entities") or ():
+                kind, category = imgbot_kind(str(found.get("Type", "")))
                 entities.append(PiiEntity(
                     type=str(found.get("Type", "")),
                     score=float(found.get("Score", 0.0)),
                     begin=start + int(found.get("BeginOffset", 0)),
                     end=start + int(found.get("EndOffset", 0)),
+                    kind=kind, category=category,
                 ))
         logger.debug("comprehend op=%s chars=%d calls=%d entities=%d types=%s", OPERATION, len(text), calls,
                      len(entities), sorted({entity.type for entity in entities}))
@@ -146,6 +148,33 @@ def _fitting_prefix(line: str, limit: int) -> int:
     return low
 
 
+# -- entity types ------------------------------------------------------------------------------
+
+#: Comprehend's entity types with imgbot's kind and category; others become ``pii`` of the type's own name.
+_KINDS: dict[str, tuple[str, Category]] = {
+    "EMAIL": ("email", "pii"),
+    "PHONE": ("phone", "pii"),
+    "CREDIT_DEBIT_NUMBER": ("card", "pii"),
+    "CREDIT_DEBIT_CVV": ("card-cvv", "pii"),
+    "CREDIT_DEBIT_EXPIRY": ("card-expiry", "pii"),
+    "INTERNATIONAL_BANK_ACCOUNT_NUMBER": ("iban", "pii"),
+    "BANK_ACCOUNT_NUMBER": ("bank-account", "pii"),
+    "AWS_ACCESS_KEY": ("aws-access-key", "secret"),
+    "AWS_SECRET_KEY": ("aws-secret-key", "secret"),
+    "PASSWORD": ("password", "secret"),
+    "PIN": ("pin", "secret"),
+}
+#: Dates, URLs and ages are not personal data on their own.
+_IGNORED = frozenset({"DATE_TIME", "URL", "AGE"})
+
+
+def imgbot_kind(entity_type: str) -> tuple[str, Category]:
+    """(kind, category) of a Comprehend entity type; an empty kind for the types imgbot leaves out."""
+    if entity_type in _IGNORED or not entity_type:
+        return "", "pii"
+    return _KINDS.get(entity_type, (entity_type.lower().replace("_", "-"), "pii"))
+
+
 # -- errors --------------------------------------------------------------------------------------
 
 _REJECTED_MESSAGES = {
@@ -157,11 +186,6 @@ _REJECTED_MESSAGES = {
         "it reads English and Spanish only."
     ),
 }
-
-
-def _short(code: str) -> str:
-    """``TextSizeLimitExceededException`` → ``TextSizeLimitExceeded``, for messages people read."""
-    return code[: -len("Exception")] if code.endswith("Exception") and code != "Exception" else code
 
 
 def translate_error(exc: BaseException) -> AnalyzerError:
@@ -176,7 +200,7 @@ def translate_error(exc: BaseException) -> AnalyzerError:
     status = f" HTTP {failure.status}" if failure.status else ""
     reason = f": {failure.message}" if isinstance(exc, CONNECTION_ERRORS) and failure.message else ""
     detail = f"Comprehend {OPERATION} failed: {failure.code}{status}{reason}"
-    code = _short(failure.code)
+    code = short_code(failure.code)
     if failure.code in _REJECTED_MESSAGES:
         return AnalyzerError(_REJECTED_MESSAGES[failure.code], detail=detail, retryable=False)
     if failure.kind == "credentials":

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from bot.aws import AwsFailure, classify, classify_code, error_code, make_client
+from bot.aws import AwsFailure, classify, classify_code, error_code, make_client, short_code
 from bot.core.types import (
     Analysis,
     BoundingBox,
@@ -426,11 +426,6 @@ _IMAGE_MESSAGES = {
 }
 
 
-def _short(code: str) -> str:
-    """``InvalidImageFormatException`` → ``InvalidImageFormat``, for messages people read."""
-    return code[: -len("Exception")] if code.endswith("Exception") and code != "Exception" else code
-
-
 def translate_error(operation: str, exc: BaseException) -> AnalyzerError:
     """A botocore error from ``operation`` as an ``AnalyzerError`` saying what to do about it.
 
@@ -443,25 +438,25 @@ def translate_error(operation: str, exc: BaseException) -> AnalyzerError:
     if code in _IMAGE_MESSAGES:
         return AnalyzerError(_IMAGE_MESSAGES[code], detail=detail, retryable=False)
     if failure.kind == "credentials":
-        message = (f"imgbot's AWS credentials were refused by Amazon Rekognition ({_short(code)}). "
+        message = (f"imgbot's AWS credentials were refused by Amazon Rekognition ({short_code(code)}). "
                    "Check AWS_PROFILE or the AWS access keys in the environment, and that they have not expired.")
     elif failure.kind == "denied":
-        message = (f"imgbot is not allowed to use Amazon Rekognition ({_short(code)}). Check the IAM policy: "
+        message = (f"imgbot is not allowed to use Amazon Rekognition ({short_code(code)}). Check the IAM policy: "
                    "rekognition:DetectLabels, DetectText and DetectModerationLabels (and DetectFaces when "
                    "IMGBOT_FACES is on).")
     elif failure.kind == "throttled":
-        message = (f"Amazon Rekognition is busy ({_short(code)}); imgbot will try this image again later. "
+        message = (f"Amazon Rekognition is busy ({short_code(code)}); imgbot will try this image again later. "
                    "Lowering IMGBOT_REKOGNITION_TPS or asking AWS for a higher quota avoids this.")
     elif failure.kind == "transient":
-        message = (f"Amazon Rekognition is unavailable right now ({_short(code)}); "
+        message = (f"Amazon Rekognition is unavailable right now ({short_code(code)}); "
                    "imgbot will try this image again later.")
     elif failure.kind == "unsupported":
-        message = (f"This Amazon Rekognition endpoint does not offer {operation} ({_short(code)}), so the image "
+        message = (f"This Amazon Rekognition endpoint does not offer {operation} ({short_code(code)}), so the image "
                    "could not be analysed. Check AWS_ENDPOINT_URL_REKOGNITION.")
         return AnalyzerError(message, detail=detail, retryable=False)
     elif failure.kind in ("rejected", "not_found"):
-        message = f"Rekognition refused this image ({_short(code)})."
+        message = f"Rekognition refused this image ({short_code(code)})."
         return AnalyzerError(message, detail=detail, retryable=False)
     else:
-        message = f"Amazon Rekognition failed on this image ({_short(code)})."
+        message = f"Amazon Rekognition failed on this image ({short_code(code)})."
     return AnalyzerError(message, detail=detail, retryable=failure.retryable)

@@ -140,7 +140,15 @@ class Pipeline:
                                   retryable=True)
             return self._fail(image_id, prepared.sha256, wrapped, started, sighting_id, provider=analyzer_name,
                               seconds=time.perf_counter() - analysis_started)
-        analysis = self._protect(image_id, analysis)
+        try:
+            analysis = self._protect(image_id, analysis)
+        except Exception as err:  # never store text that was not checked for secrets
+            log.error("image=%s the text could not be checked for secrets (%s); nothing stored",
+                      image_id, type(err).__name__)
+            unchecked = ImgbotError("The text read in the image could not be checked for secrets, so nothing "
+                                    "was stored; it will be tried again.", detail=type(err).__name__, retryable=True)
+            return self._fail(image_id, prepared.sha256, unchecked, started, sighting_id, provider=analyzer_name,
+                              seconds=time.perf_counter() - analysis_started)
         try:
             analysis = look(prepared, analysis, self._embedder())
         except Exception as err:  # colours and a hash are extras: never lose the analysis over them

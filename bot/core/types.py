@@ -126,12 +126,15 @@ MASKED_PII = frozenset({"card", "card-cvv"})
 
 @dataclass(frozen=True)
 class PiiEntity:
-    """One entity a PII detector found: its type as the service names it, a 0-1 score, character offsets."""
+    """One entity a PII detector found: its type as the service names it, a 0-1 score, character offsets,
+    and, named by the adapter, imgbot's kind and category for it (an empty kind: not personal data)."""
 
     type: str
     score: float
     begin: int
     end: int
+    kind: str = ""
+    category: Category = "pii"
 
 
 @dataclass(frozen=True)
