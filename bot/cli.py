@@ -335,6 +335,8 @@ def show(id_or_sha256: str, as_json: bool) -> None:
         if record.moderation_decision:
             d = record.moderation_decision
             click.echo(f"  moderator: {d.decision} by {d.user_id} at {d.decided_at:%Y-%m-%d %H:%M}")
+        if record.people:
+            click.echo(f"  people: {record.people}")
         if record.faces:
             click.echo(f"  faces: {len(record.faces)}")
         if record.properties is not None:

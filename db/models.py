@@ -43,6 +43,7 @@ class Image(Base):
         Index("ix_images_status_last_seen_at_totals", "status", "last_seen_at", "text_line_count",
               "max_moderation_confidence"),
         Index("ix_images_max_moderation_confidence", "max_moderation_confidence"),
+        Index("ix_images_person_count", "person_count"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -65,6 +66,8 @@ class Image(Base):
     label_count: Mapped[int] = mapped_column(Integer, default=0)
     text_line_count: Mapped[int] = mapped_column(Integer, default=0)
     face_count: Mapped[int] = mapped_column(Integer, default=0)
+    # People in the image (the Person label's boxes): what ``people>3`` and reports count.
+    person_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     max_moderation_confidence: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

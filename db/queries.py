@@ -32,6 +32,7 @@ from bot.core.types import (
     PreparedImage,
     Source,
     TextDetection,
+    people_count,
 )
 from db import channel_stats, findings, models, visuals
 
@@ -104,7 +105,7 @@ def record_image(
     """Create the image row (pending) if this hash is new; fill in metadata. Returns its id."""
     values = {
         "sha256": sha256, "byte_size": byte_size, "status": "pending", "failure_retryable": False,
-        "attempts": 0, "label_count": 0, "text_line_count": 0, "face_count": 0,
+        "attempts": 0, "label_count": 0, "text_line_count": 0, "face_count": 0, "person_count": 0,
         "max_moderation_confidence": 0.0, "created_at": now, "updated_at": now,
     }
     session.execute(_insert(session, models.Image).values(**values).on_conflict_do_nothing(index_elements=["sha256"]))
@@ -285,6 +286,7 @@ def _replace_results(
         .values(
             status="done", failure_reason=None, failure_retryable=False, lease_owner=None, lease_expires_at=None,
             provider=analysis.provider, label_count=len(labels), text_line_count=len(lines), face_count=len(faces),
+            person_count=people_count(labels),
             max_moderation_confidence=max((m.confidence for m in moderation), default=0.0),
             analyzed_at=now, updated_at=now,
         )

@@ -107,6 +107,7 @@ from bot.core.search import (
     LikeFilter,
     Not,
     Or,
+    PeopleFilter,
     QualityFilter,
     Query,
     SeenFilter,
@@ -411,6 +412,8 @@ def _condition(term: Term, ctx: _Context, *, top: bool = False) -> ColumnElement
         return _flagged(ctx, term.category)
     if isinstance(term, (ColorFilter, QualityFilter, DupesFilter, LikeFilter)):
         return _looks(term, ctx)
+    if isinstance(term, PeopleFilter):
+        return _people(term)
     if isinstance(term, SensitiveFilter):
         if ctx.probe:
             return ctx.exists(select(SensitiveFinding.image_id).where(
@@ -428,6 +431,13 @@ def _condition(term: Term, ctx: _Context, *, top: bool = False) -> ColumnElement
                 LabelTerm.image_id == Image.id, ctx.confident(LabelTerm.confidence)))
         return Image.id.in_(select(LabelTerm.image_id).where(ctx.confident(LabelTerm.confidence)))
     raise TypeError(f"unknown query term {term!r}")  # pragma: no cover - the parser makes only the above
+
+
+def _people(term: PeopleFilter) -> ColumnElement[bool]:
+    bounds = [Image.person_count >= term.minimum] if term.minimum else []
+    if term.maximum is not None:
+        bounds.append(Image.person_count <= term.maximum)
+    return and_(Image.status == "done", *bounds)
 
 
 def _looks_select(term: ColorFilter | QualityFilter | DupesFilter | LikeFilter, ctx: _Context
@@ -642,6 +652,8 @@ def _driver(term: Term, ctx: _Context) -> list[list[Select[Any]]]:
     if isinstance(term, (ColorFilter, QualityFilter)):
         listed = _looks_select(term, ctx)
         return [[listed]] if listed is not None else []
+    if isinstance(term, PeopleFilter) and term.minimum > 0:  # images with people: the count's index lists them
+        return [[select(Image.id.label("image_id")).where(_people(term))]]
     if isinstance(term, SensitiveFilter):  # few images show any: the findings' index lists them
         return [[select(SensitiveFinding.image_id.label("image_id")).where(*_sensitive(term))]]
     if isinstance(term, UnsafeFilter) or (isinstance(term, HasFilter) and term.what == "moderation"):
@@ -1129,15 +1141,17 @@ def _kept_channel_totals(session: Session, query: Query, ctx: _Context) -> chann
 def _report_totals(session: Session, ctx: _Context, every: Sequence[ColumnElement[bool]]) -> ReportTotals:
     """Images, analysed, failed, with text and flagged among all the matches, in one statement."""
     done = Image.status == "done"
-    images, analysed, failed, with_text, flagged = session.execute(select(
+    images, analysed, failed, with_text, flagged, with_people, people = session.execute(select(
         func.count(),
         func.coalesce(func.sum(case((done, 1), else_=0)), 0),
         func.coalesce(func.sum(case((Image.status == "failed", 1), else_=0)), 0),
         func.coalesce(func.sum(case((done & (Image.text_line_count > 0), 1), else_=0)), 0),
         func.coalesce(func.sum(case((done & (Image.max_moderation_confidence >= ctx.moderation_min), 1), else_=0)), 0),
+        func.coalesce(func.sum(case((done & (Image.person_count > 0), 1), else_=0)), 0),
+        func.coalesce(func.sum(case((done, Image.person_count), else_=0)), 0),
     ).where(*every)).one()
     return ReportTotals(images=int(images), analysed=int(analysed), failed=int(failed), with_text=int(with_text),
-                        flagged=int(flagged))
+                        flagged=int(flagged), with_people=int(with_people), people=int(people))
 
 
 def _top_labels(session: Session, matches: Select[Any] | None, label_min_confidence: float) -> tuple[LabelCount, ...]:

@@ -131,6 +131,7 @@ VOCABULARY: tuple[Entry, ...] = (
     Entry("train.n.01", "Train", VEHICLES, extra_parents=("Vehicle", "Transportation")),
     Entry("locomotive.n.01", "Locomotive", VEHICLES, extra_parents=("Train",)),
     Entry("rocket.n.01", "Rocket", VEHICLES),
+    Entry("spacecraft.n.01", "Spacecraft", VEHICLES),
     # technology
     Entry("electronic_equipment.n.01", "Electronics", TECH),
     Entry("computer.n.01", "Computer", TECH, extra_parents=("Electronics",)),
@@ -176,11 +177,16 @@ VOCABULARY: tuple[Entry, ...] = (
     Entry("bridge.n.01", "Bridge", BUILDINGS, extra_parents=("Architecture",)),
     Entry("place_of_worship.n.01", "Place of Worship", BUILDINGS),
     Entry("memorial.n.03", "Monument", BUILDINGS, extra_parents=("Architecture",)),
+    Entry("tower.n.01", "Tower", BUILDINGS, extra_parents=("Architecture",)),
+    # Every other made structure (a bell cote, a castle, a dome, a fountain) is still architecture:
+    # without this, a pagoda's probability scatters over classes that share no label.
+    Entry("structure.n.01", "Architecture", BUILDINGS),
 )
 
 #: Leaf classes whose WordNet lemma reads badly as a label, by ImageNet WordNet id.
 #: An empty tuple drops the class's own name (its general ancestors still count).
 LEAF_NAMES: dict[str, tuple[str, ...]] = {
+    "n02704792": ("Amphibious Vehicle",),  # "amphibian": its own name would merge it with the animals
     "n02930766": ("Taxi",),  # cab, hack, taxi
     "n02992529": ("Mobile Phone",),  # cellular telephone
     "n03063599": ("Coffee Cup",),  # coffee mug

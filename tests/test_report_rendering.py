@@ -195,7 +195,7 @@ def test_csv_has_the_documented_header_and_one_row_per_image():
     text = render_report(report(CAT, FLAGGED, BROKEN), "csv")
     assert text.splitlines()[0] == ",".join(CSV_COLUMNS)
     assert CSV_COLUMNS == ("id", "sha256", "status", "source", "channel", "user", "seen_at", "format", "width",
-                           "height", "labels", "text", "flagged", "moderation", "decision", "sensitive_data",
+                           "height", "labels", "people", "text", "flagged", "moderation", "decision", "sensitive_data",
                            "colors", "quality", "duplicate_group", "failure_reason")
     assert [r["id"] for r in rows(text)] == ["1", "2", "3"]
 
@@ -247,7 +247,8 @@ def test_json_has_totals_top_labels_and_full_images():
     assert document["title"] == "Weekly images"
     assert document["query"] == "label:animal"
     assert document["generated_at"] == "2026-01-07T09:30:00+00:00"
-    assert document["totals"] == {"images": 3, "analysed": 2, "failed": 1, "with_text": 1, "flagged": 1}
+    assert document["totals"] == {"images": 3, "analysed": 2, "failed": 1, "with_text": 1, "flagged": 1,
+                                  "with_people": 0, "people": 0}
     assert document["top_labels"] == [{"name": "Cat", "images": 1}, {"name": "Animal", "images": 1}]
     assert [i["id"] for i in document["images"]] == [1, 2, 3]
     assert document["images"][0] == CAT.to_json(label_min_confidence=75.0, moderation_min_confidence=60.0)

@@ -6,12 +6,13 @@ caller ever holds a live ORM object (or a session) outside a transaction.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot.core.types import Face, Finding, ImageProperties, Label, ModerationLabel, TextDetection
+from bot.core.types import Face, Finding, ImageProperties, Label, ModerationLabel, TextDetection, people_count
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,11 @@ class ImageRecord:
     phash: int | None = None
 
     @property
+    def people(self) -> int:
+        """How many people it shows (the Person label's boxes)."""
+        return people_count(self.labels)
+
+    @property
     def quality_flags(self) -> tuple[str, ...]:
         """``blurry``, ``dark``, ``small``: what a reply warns about and ``quality:`` finds."""
         from bot.core.visual import quality_flags
@@ -128,6 +134,7 @@ class ImageRecord:
             "analyzed_at": self.analyzed_at.isoformat() if self.analyzed_at else None,
             "provider": self.provider,
             "model_versions": self.model_versions,
+            "people": self.people,
             "labels": [
                 {
                     "name": label.name,
@@ -270,6 +277,9 @@ class ReportTotals:
     failed: int
     with_text: int
     flagged: int
+    #: Images showing people and the people in them; ``None`` when not counted over every match.
+    with_people: int | None = None
+    people: int | None = None
 
 
 @dataclass(frozen=True)
@@ -289,10 +299,14 @@ class ReportData:
     @property
     def counts(self) -> ReportTotals:
         """The totals, or when there are none, the same counts over the listed images."""
-        if self.totals is not None:
-            return self.totals
-        return ReportTotals(images=len(self.images), analysed=len(self.analysed), failed=len(self.failed),
-                            with_text=len(self.with_text), flagged=len(self.flagged))
+        listed = ReportTotals(images=len(self.images), analysed=len(self.analysed), failed=len(self.failed),
+                              with_text=len(self.with_text), flagged=len(self.flagged),
+                              with_people=len(self.with_people), people=sum(i.people for i in self.with_people))
+        if self.totals is None:
+            return listed
+        if self.totals.people is None:  # the kept per-channel counts do not count people: count the listed
+            return dataclasses.replace(self.totals, with_people=listed.with_people, people=listed.people)
+        return self.totals
 
     @functools.cached_property
     def analysed(self) -> tuple[ImageRecord, ...]:
@@ -305,6 +319,10 @@ class ReportData:
     @functools.cached_property
     def with_text(self) -> tuple[ImageRecord, ...]:
         return tuple(i for i in self.analysed if i.lines)
+
+    @functools.cached_property
+    def with_people(self) -> tuple[ImageRecord, ...]:
+        return tuple(i for i in self.analysed if i.people)
 
     @functools.cached_property
     def flagged(self) -> tuple[ImageRecord, ...]:

@@ -24,7 +24,7 @@ __all__ = ["CSV_COLUMNS", "FORMATS", "render_report"]
 
 CSV_COLUMNS = (
     "id", "sha256", "status", "source", "channel", "user", "seen_at", "format", "width", "height",
-    "labels", "text", "flagged", "moderation", "decision", "sensitive_data", "colors", "quality",
+    "labels", "people", "text", "flagged", "moderation", "decision", "sensitive_data", "colors", "quality",
     "duplicate_group", "failure_reason",
 )
 TOP_LABELS_PER_IMAGE = 5
@@ -101,6 +101,7 @@ def _render_md(data: ReportData) -> str:
     counts = data.counts
     out.append(f"- Images: {counts.images} ({counts.analysed} analysed, {counts.failed} failed)")
     out.append(f"- With text: {counts.with_text}")
+    out.append(f"- With people: {counts.with_people} ({counts.people} people in all)")
     out.append(f"- Flagged: {counts.flagged} (moderation confidence at least {data.moderation_min_confidence:g})")
     if data.note:
         out.append(f"- Note: {_md(data.note)}")
@@ -229,6 +230,7 @@ def _render_csv(data: ReportData) -> str:
             image.width,
             image.height,
             "; ".join(_label_summary(image, data.label_min_confidence)),
+            image.people if image.status == "done" else "",
             " | ".join(_one_line(line.text) for line in image.lines),
             "yes" if flags else "no",
             "; ".join(flag.name for flag in flags),

@@ -15,6 +15,7 @@
     has:pii  pii:card        shows personal data (of a kind: email, phone, card, iban…)
     color:teal  color:teal>40    a dominant colour covering at least 10 % (or the given share)
     quality:blurry  quality:dark  quality:small
+    people>3  people:0  people<=2   how many people the image shows (its Person boxes)
     dupes:42                 near-duplicates of image 42
     like:42                  ranked by how much they look like image 42
     -label:cat               leave out
@@ -53,6 +54,7 @@ __all__ = [
     "QualityFilter",
     "DupesFilter",
     "LikeFilter",
+    "PeopleFilter",
     "Term",
     "TextFilter",
     "UnsafeFilter",
@@ -81,6 +83,7 @@ Search the images imgbot has seen. Terms side by side must all match.
   has:pii                shows personal data;  pii:email  pii:phone  pii:card  pii:iban
   color:teal             a colour covering at least 10 % of the image;  color:teal>40  at least 40 %
   quality:blurry         also quality:dark and quality:small (shorter than 1,024 px on its longest side)
+  people>3               more than three people;  people:0  nobody;  people<=2  at most two
   dupes:42               near-duplicates of image 42 (resized, recompressed, cropped a little, captioned)
   like:42                images that look like image 42, most alike first
   -label:cat             leave out what matches
@@ -193,6 +196,14 @@ class QualityFilter:
 
 
 @dataclass(frozen=True)
+class PeopleFilter:
+    """``people>3`` / ``people:0`` / ``people<=2``: how many people the image shows, as an inclusive range."""
+
+    minimum: int = 0
+    maximum: int | None = None
+
+
+@dataclass(frozen=True)
 class DupesFilter:
     """``dupes:42``: images whose perceptual hash is near image 42's (never image 42 itself).
 
@@ -228,7 +239,7 @@ class Or:
 
 
 Term = (Word | LabelFilter | TextFilter | UnsafeFilter | ChannelFilter | UserFilter | SeenFilter | HasFilter
-        | SensitiveFilter | ColorFilter | QualityFilter | DupesFilter | LikeFilter | Not | And | Or)
+        | SensitiveFilter | ColorFilter | QualityFilter | PeopleFilter | DupesFilter | LikeFilter | Not | And | Or)
 
 
 @dataclass(frozen=True)
@@ -269,7 +280,7 @@ def _leaves(term: Term, negated: bool) -> Iterator[tuple[Term, bool]]:
 # -- errors ----------------------------------------------------------------------------------
 
 FILTERS = ("label", "text", "unsafe", "in", "from", "after", "before", "on", "has", "conf", "secret", "pii", "color",
-           "colour", "quality", "dupes", "like")
+           "colour", "quality", "people", "dupes", "like")
 QUALITY_VALUES: dict[str, QualityWhat] = {"blurry": "blurry", "blur": "blurry", "dark": "dark", "small": "small"}
 #: Kinds of secret (and the families that group them) ``secret:`` knows.
 SECRET_KINDS = (
@@ -299,6 +310,8 @@ _MENTION = re.compile(r"<([#@!])([^<>|\s]+)(?:\|([^<>]*))?>")
 _LINK = re.compile(r"<([^<>|\s#@!][^<>|\s]*)(?:\|([^<>]*))?>")
 _FILTER_NAME = re.compile(r"[A-Za-z_]+")
 _CONF = re.compile(r"(?i)conf(?:idence)?(>=|=>|>|<=|=<|<|:|=)(.*)")
+_PEOPLE = re.compile(r"(?i)people(>=|=>|>|<=|=<|<|:|=)(.*)")
+MAX_PEOPLE = 10_000
 _SPAN = re.compile(r"(\d+)\s*([A-Za-z]+)")
 _SPAN_UNITS = {
     "h": "hours", "hr": "hours", "hrs": "hours", "hour": "hours", "hours": "hours",
@@ -543,6 +556,8 @@ class _Parser:
             raise self.error('"-" must be followed by the term to leave out, with no space.', "cat -label:dog")
         if (m := _CONF.fullmatch(text)) is not None:
             return self.conf(m.group(1), m.group(2), text)
+        if (m := _PEOPLE.fullmatch(text)) is not None:
+            return self.people(m.group(1), m.group(2), text)
         if lowered == "unsafe":
             return UnsafeFilter()
         if lowered in ("today", "yesterday"):
@@ -606,6 +621,23 @@ class _Parser:
             raise self.error(f'"{text}" needs a number from 0 to 100.', "label:dog conf>90")
         return _Marker(LabelConfidence(number, inclusive=op != ">"), text)
 
+    def people(self, op: str, raw: str, text: str) -> PeopleFilter:
+        value = raw.strip()
+        if not value.isdigit() or int(value) > MAX_PEOPLE:
+            raise self.error(f'"{text}" needs a whole number of people after {op}.', "people>3")
+        count = int(value)
+        if op == ">":
+            return PeopleFilter(count + 1)
+        if op in (">=", "=>"):
+            return PeopleFilter(count)
+        if op == "<":
+            if count == 0:
+                raise self.error(f'"{text}" can never match: use people:0 for images without people.', "people:0")
+            return PeopleFilter(0, count - 1)
+        if op in ("<=", "=<"):
+            return PeopleFilter(0, count)
+        return PeopleFilter(count, count)
+
     def mention(self, tok: _Tok, wanted: str | None) -> Term:
         assert tok.mention is not None
         sigil, ident, label = tok.mention
@@ -624,11 +656,13 @@ class _Parser:
         value = tok.value.strip()
         if name in ("conf", "confidence"):
             return self.conf(":", value, tok.text)
+        if name == "people" and value:
+            return self.people(":", value, tok.text)
         if name not in FILTERS:
             close = difflib.get_close_matches(name, FILTERS, n=1, cutoff=0.6)
             hint = f' Did you mean "{close[0]}:"?' if close else (
                 " Filters are label:, text:, unsafe:, in:, from:, after:, before:, on:, has:, secret:, pii:, "
-                "color:, quality:, dupes:, like: and conf>.")
+                "color:, quality:, people:, dupes:, like: and conf>.")
             raise self.error(
                 f'Unknown filter "{tok.name}:".{hint} To search for "{tok.text}" as words, put it in quotes.')
         if tok.mention is not None:
@@ -749,6 +783,7 @@ _EMPTY: dict[str, tuple[str, str]] = {
     "color": ("color: needs a colour after it.", "color:teal"),
     "colour": ("colour: needs a colour after it.", "color:teal"),
     "quality": ("quality: needs blurry, dark or small after it.", "quality:blurry"),
+    "people": ("people: needs a number after it.", "people:0"),
     "dupes": ("dupes: needs an image number after it.", "dupes:42"),
     "like": ("like: needs an image number after it.", "like:42"),
 }

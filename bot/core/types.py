@@ -9,6 +9,7 @@ width and height, origin top-left, on the *oriented* analysis copy.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -160,6 +161,14 @@ class Finding:
         return self.category == "secret" or self.kind in MASKED_PII
 
 
+def people_count(labels: Iterable[Label]) -> int:
+    """How many people the labels show: the Person label's boxes (one person when it has none)."""
+    for label in labels:
+        if label.name == "Person":
+            return max(1, len(label.instances))
+    return 0
+
+
 @dataclass(frozen=True)
 class Analysis:
     """Everything one analyser found in one image."""
@@ -187,6 +196,10 @@ class Analysis:
     @property
     def lines(self) -> tuple[TextDetection, ...]:
         return tuple(t for t in self.text if t.kind == "LINE")
+
+    @property
+    def people(self) -> int:
+        return people_count(self.labels)
 
     @property
     def words(self) -> tuple[TextDetection, ...]:

@@ -155,6 +155,8 @@ def _outcome_text(outcome: ImageOutcome, *, label_min: float, moderation_min: fl
         return f":x: {name}\n{escape(reason)}"
     assert record is not None
     parts = [f"{name}  ·  result `#{record.id}`", f"*Labels:* {_labels_line(record, label_min)}"]
+    if record.people:
+        parts.append(f"*People:* {record.people}")
     lines = shown_lines(record.lines)
     if lines:
         parts.append(f"*Text found ({len(lines)} line{'s' if len(lines) != 1 else ''}):*\n{_text_block(lines)}")
@@ -367,6 +369,7 @@ def report_summary(data: ReportData, *, requested_by: str | None = None, label_l
     counts = (
         f"*Images analysed:* {len(data.analysed)}\n"
         f"*Images with text:* {len(data.with_text)}\n"
+        f"*Images with people:* {data.counts.with_people} ({data.counts.people} people)\n"
         f"*Flagged images:* {len(data.flagged)}{review}\n"
         f"*Showing secrets or card numbers:* {sum(1 for i in data.analysed if hidden_kinds(i))} "
         f"(personal data: {sum(1 for i in data.analysed if any(not f.hides_text for f in i.sensitive))})\n"

@@ -50,11 +50,12 @@ class FakeAnalyzer:
         text: Sequence[str] = (),
         moderation: Sequence[tuple[str, float] | tuple[str, float, str]] = (),
         faces: int = 0,
+        people: int = 0,
     ) -> None:
         """Decide what the image (its bytes or SHA-256) contains."""
         sha = image if isinstance(image, str) else sha256_of(image)
         self._scripts[sha] = build_analysis(labels=labels, text=text, moderation=moderation, faces=faces,
-                                            faces_requested=self.faces)
+                                            faces_requested=self.faces, people=people)
 
     def fail(self, image: bytes | str, error: ImgbotError, times: int = 1) -> None:
         sha = image if isinstance(image, str) else sha256_of(image)
@@ -84,8 +85,13 @@ def build_analysis(
     moderation: Sequence[tuple[str, float] | tuple[str, float, str]] = (),
     faces: int = 0,
     faces_requested: bool = False,
+    people: int = 0,
 ) -> Analysis:
     built_labels = []
+    if people:  # a Person label with one box per person, side by side, as a detector gives them
+        boxes = tuple(LabelInstance(BoundingBox(i / people, 0.2, 0.8 / people, 0.7), 95.0) for i in range(people))
+        built_labels.append(Label(name="Person", confidence=95.0, categories=("Person Description",),
+                                  instances=boxes))
     for spec in labels:
         name, confidence = spec[0], float(spec[1])
         parents = tuple(spec[2]) if len(spec) > 2 else ()  # type: ignore[misc]

@@ -5,6 +5,7 @@ nothing: each model loads on the first image that needs it (see ``models.py``), 
 models are shared by every analyser in the process.
 
     image bytes ─ decode once (Pillow) ─┬─ EfficientNet-Lite0 ─ WordNet map ─ labels ─┐
+                                        ├─ YOLOX-Nano ─ people and objects with boxes ─┤
                                         ├─ Open-NSFW (+ NudeNet extra) ─ moderation ──┤
                                         ├─ RapidOCR PP-OCR ─ LINE/WORD text ──────────┼─ Analysis
                                         └─ YuNet faces (+ SFace when IMGBOT_FACES=1) ─┘
@@ -26,8 +27,9 @@ from bot.analyzers.local.faces import FaceDetector, FaceEmbedder, FaceResult, to
 from bot.analyzers.local.labels import Classification, ImageNetLabeler
 from bot.analyzers.local.models import Decoded, cpu_pool, shared
 from bot.analyzers.local.moderation import NsfwModel, NudityRegions, scores, taxonomy
+from bot.analyzers.local.objects import COCO_CLASSES, ObjectDetector, ObjectResult, detection_confidence
 from bot.analyzers.local.ocr import TextReader, TextResult
-from bot.core.types import Analysis, Label, LabelInstance, PreparedImage
+from bot.core.types import Analysis, BoundingBox, Label, LabelInstance, PreparedImage
 from bot.errors import AnalyzerError, ConfigError
 
 if TYPE_CHECKING:
@@ -76,13 +78,14 @@ class LocalAnalyzer:
         self.reader = shared(TextReader)
         self.nsfw = shared(NsfwModel)
         self.face_detector = shared(FaceDetector)
+        self.objects = shared(ObjectDetector)
         self.face_embedder = shared(FaceEmbedder) if settings.faces else None
         use_regions = NudityRegions.installed() if nudity_regions is None else nudity_regions
         self.regions = shared(NudityRegions) if use_regions else None
 
     def warm_up(self) -> None:
         """Load every model this configuration uses now rather than on the first image."""
-        models: list[Any] = [self.labeler, self.reader, self.nsfw, self.face_detector]
+        models: list[Any] = [self.labeler, self.reader, self.nsfw, self.face_detector, self.objects]
         models += [m for m in (self.face_embedder, self.regions) if m is not None]
         for model in models:
             model.load()
@@ -106,6 +109,7 @@ class LocalAnalyzer:
         # Longest first, so one image's work spreads over the pool's threads.
         text_f = pool.submit(timed("text", lambda: self.reader.predict(decoded)))
         labels_f = pool.submit(timed("labels", lambda: self.labeler.predict(decoded)))
+        objects_f = pool.submit(timed("objects", lambda: self.objects.predict(decoded)))
         nsfw_f = pool.submit(timed("moderation", lambda: self.nsfw.predict(decoded)))
         faces_f = pool.submit(timed("faces", lambda: self._faces(decoded)))
         regions_model = self.regions
@@ -115,17 +119,18 @@ class LocalAnalyzer:
 
         classification = _wait(labels_f)
         text = _wait(text_f)
+        objects = _wait(objects_f)
         nsfw = _wait(nsfw_f)
         face_result, embeddings = _wait(faces_f)
         regions = _wait(regions_f) if regions_f is not None else None
 
         moderation_scores = scores(nsfw, classification, regions)
         floor = self.settings.store_min_confidence
-        labels = self._labels(classification, face_result, text, floor)
+        labels = self._labels(classification, objects, face_result, text, floor)
         faces = to_faces(face_result, embeddings) if self.settings.faces else ()
 
         versions = {
-            "labels": self.labeler.version,
+            "labels": f"{self.labeler.version} + {self.objects.version}",
             "text": self.reader.version,
             "moderation": self.nsfw.version + (f" + {self.regions.version}" if self.regions else ""),
             "faces": self.face_detector.version
@@ -134,6 +139,7 @@ class LocalAnalyzer:
         raw = {
             "imagenet_top5": [[name, p] for name, p in classification.top],
             "moderation_scores": moderation_scores.raw(),
+            "objects": [[o.name, round(o.score, 3)] for o in objects.objects],
             "faces_detected": len(face_result.faces),
             "timings_ms": dict(sorted(timings.items())),
             "seconds": round(time.perf_counter() - started, 3),
@@ -163,20 +169,40 @@ class LocalAnalyzer:
             ) from exc
 
     def _labels(
-        self, classification: Classification, faces: FaceResult, text: TextResult, floor: float
+        self, classification: Classification, objects: ObjectResult, faces: FaceResult, text: TextResult, floor: float
     ) -> tuple[Label, ...]:
         confidence = dict(classification.label_confidence)
         extra: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[LabelInstance, ...]]] = {}
 
+        def add(name: str, conf: float, parents: tuple[str, ...], categories: tuple[str, ...],
+                instances: tuple[LabelInstance, ...] = ()) -> None:
+            confidence[name] = max(confidence.get(name, 0.0), conf)
+            old_parents, old_categories, old_instances = extra.get(name, ((), (), ()))
+            extra[name] = (tuple(dict.fromkeys((*old_parents, *parents))),
+                           tuple(dict.fromkeys((*old_categories, *categories))), old_instances + instances)
+
+        # Objects with boxes: each class is a label with its instances, and its parents are labels too.
+        taxonomy_of = {name: (parents, categories) for name, parents, categories in COCO_CLASSES}
+        for name in dict.fromkeys(o.name for o in objects.objects if o.name != "Person"):
+            found = objects.of(name)
+            instances = tuple(LabelInstance(o.box, detection_confidence(o.score)) for o in found)
+            best = max(i.confidence for i in instances)
+            parents, categories = taxonomy_of[name]
+            add(name, best, parents, categories, instances)
+            for depth, parent in enumerate(parents):
+                add(parent, best, parents[depth + 1:], categories)
+
+        # People: the detector's bodies, plus any face no body box holds (a close-up portrait).
+        people = [LabelInstance(o.box, detection_confidence(o.score)) for o in objects.of("Person")]
+        lone_faces = [f for f in faces.faces if not any(_holds(p.box, f.box) for p in people)]
+        people += [LabelInstance(f.box, f.confidence) for f in lone_faces]
+        if people:
+            add("Person", max(p.confidence for p in people), (), ("Person Description",), tuple(people))
         if faces.faces:
             best = max(f.confidence for f in faces.faces)
             instances = tuple(LabelInstance(f.box, f.confidence) for f in faces.faces)
-            face_labels: tuple[tuple[str, tuple[str, ...]], ...] = (
-                ("Face", ("Head", "Person")), ("Head", ("Person",)), ("Person", ())
-            )
-            for name, parents in face_labels:
-                confidence[name] = max(confidence.get(name, 0.0), best)
-                extra[name] = (parents, ("Person Description",), instances if name == "Face" else ())
+            add("Face", best, ("Head", "Person"), ("Person Description",), instances)
+            add("Head", best, ("Person",), ("Person Description",))
 
         strong = [
             line.confidence
@@ -184,8 +210,7 @@ class LocalAnalyzer:
             if line.confidence >= TEXT_LABEL_MIN_LINE and sum(c.isalnum() for c in line.text) >= TEXT_LABEL_MIN_CHARS
         ]
         if strong:
-            confidence["Text"] = max(confidence.get("Text", 0.0), max(strong))
-            extra.setdefault("Text", ((), ("Text and Documents",), ()))
+            add("Text", max(strong), (), ("Text and Documents",))
 
         labels: list[Label] = []
         for name, conf in confidence.items():
@@ -204,6 +229,14 @@ class LocalAnalyzer:
             )
         labels.sort(key=lambda label: (-label.confidence, label.name))
         return tuple(labels)
+
+
+def _holds(outer: BoundingBox, inner: BoundingBox) -> bool:
+    """Whether most of ``inner`` (a face) lies inside ``outer`` (a body)."""
+    width = min(outer.left + outer.width, inner.left + inner.width) - max(outer.left, inner.left)
+    height = min(outer.top + outer.height, inner.top + inner.height) - max(outer.top, inner.top)
+    area = inner.width * inner.height
+    return width > 0 and height > 0 and area > 0 and width * height >= 0.6 * area
 
 
 def _wait(future: Future[T]) -> T:

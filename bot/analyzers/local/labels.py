@@ -1,11 +1,19 @@
 """General labels from an ImageNet-1k classifier, mapped through WordNet hypernyms.
 
 EfficientNet-Lite0 (converted once to ONNX by ``scripts/convert_efficientnet_lite0.py``)
-gives 1,000 fine-grained class probabilities. ``data/label_map.json`` (built by
-``scripts/build_label_map.py``) lists, for each class, the general labels it stands for
-("tabby" → Cat, Mammal, Pet, Animal). A label's confidence is the summed probability of
-every class under it (classes below ``CLASS_FLOOR`` left out), so a parent is always at
-least as confident as its child and appears as a label of its own, as Rekognition's do.
+gives 1,000 fine-grained class probabilities, averaged over three views of the image (the
+centre crop it was trained on, its mirror image, and the whole frame, so a subject off
+centre still counts). ``data/label_map.json`` (built by ``scripts/build_label_map.py``)
+lists, for each class, the general labels it stands for ("tabby" → Cat, Mammal, Pet,
+Animal). A label's probability is the sum over every class under it (classes below
+``CLASS_FLOOR`` left out), so a parent collects what its children share and is always at
+least as sure as each of them.
+
+A 1000-way softmax is not a confidence: on a clear photo of a rocket it splits 0.48 between
+"missile" and "projectile". ``calibrated`` maps a label's probability to how often a label
+at that probability was right (a logistic curve on its log-odds, fitted by
+``scripts/fit_label_calibration.py``; the fit and its data are described there), which is
+what Rekognition's confidences mean.
 """
 
 from __future__ import annotations
@@ -28,6 +36,19 @@ RESIZE_SIZE = 256  # shorter side before the centre crop (crop ratio 0.875, as i
 #: Classes below this probability are left out of the sums: "Animal" spans 398 classes, and on
 #: an image the model does not know (a banner, a texture) their tiny shares would add up.
 CLASS_FLOOR = 0.02
+#: ``calibrated(p) = sigmoid(CALIBRATION_SLOPE * logit(p) + CALIBRATION_OFFSET)``, fitted by
+#: ``scripts/fit_label_calibration.py`` (see its docstring for the data and the result).
+CALIBRATION_SLOPE = 0.656
+CALIBRATION_OFFSET = 0.679
+#: Label probabilities below this are not worth a label at any calibration.
+MIN_PROBABILITY = 0.005
+
+
+def calibrated(probability: np.ndarray) -> np.ndarray:
+    """Confidence 0-100 that a label with this summed class probability is right."""
+    p = np.clip(probability.astype(np.float64), 1e-6, 1 - 1e-6)
+    logit = np.log(p / (1 - p))
+    return 100.0 / (1.0 + np.exp(-(CALIBRATION_SLOPE * logit + CALIBRATION_OFFSET)))
 
 
 @dataclass(frozen=True)
@@ -77,8 +98,9 @@ class LabelMap:
 
 @dataclass(frozen=True)
 class Classification:
-    probabilities: np.ndarray  # [1000], sums to 1
-    label_confidence: dict[str, float]  # general label → 0..100
+    probabilities: np.ndarray  # [1000], sums to 1 (the mean over the views)
+    label_probability: dict[str, float]  # general label → summed class probability 0..1
+    label_confidence: dict[str, float]  # general label → calibrated confidence 0..100
     top: tuple[tuple[str, float], ...]  # raw ImageNet class names, for ``Analysis.raw``
     class_index: dict[str, tuple[int, ...]]
 
@@ -108,6 +130,7 @@ class ImageNetLabeler(LazyModel[Classification]):
 
     @staticmethod
     def preprocess(image: Image.Image) -> np.ndarray:
+        """[3 views, 3, 224, 224]: the centre crop, its mirror image, and the whole frame squeezed."""
         width, height = image.size
         scale = RESIZE_SIZE / min(width, height)
         resized = image.resize(
@@ -117,24 +140,27 @@ class ImageNetLabeler(LazyModel[Classification]):
         )
         left = (resized.width - INPUT_SIZE) // 2
         top = (resized.height - INPUT_SIZE) // 2
-        crop = resized.crop((left, top, left + INPUT_SIZE, top + INPUT_SIZE))
-        array = (np.asarray(crop, dtype=np.float32) - 127.0) / 128.0  # EfficientNet-Lite's own scaling
-        return array.transpose(2, 0, 1)[None]
+        crop = np.asarray(resized.crop((left, top, left + INPUT_SIZE, top + INPUT_SIZE)), dtype=np.float32)
+        whole = np.asarray(
+            image.resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BICUBIC, reducing_gap=3.0), dtype=np.float32
+        )
+        views = np.stack((crop, crop[:, ::-1], whole))
+        return ((views - 127.0) / 128.0).transpose(0, 3, 1, 2)  # EfficientNet-Lite's own scaling
 
     def _predict(self, image: Decoded) -> Classification:
         batch = self.preprocess(image.fit(1024))
-        logits = self.session.run(None, {self.input_name: batch})[0][0].astype(np.float64)
-        exp = np.exp(logits - logits.max())
-        probabilities = (exp / exp.sum()).astype(np.float32)
+        logits = self.session.run(None, {self.input_name: batch})[0].astype(np.float64)
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probabilities = (exp / exp.sum(axis=1, keepdims=True)).mean(axis=0).astype(np.float32)
         sums = self.map.matrix @ np.where(probabilities >= CLASS_FLOOR, probabilities, 0.0).astype(np.float32)
-        confidence = {
-            name: float(min(100.0, value * 100.0))
-            for name, value in zip(self.map.names, sums, strict=True)
-            if value >= 0.005
-        }
+        kept = np.flatnonzero(sums >= MIN_PROBABILITY)
+        confidence = calibrated(sums[kept])
+        names = self.map.names
+        label_probability = {names[i]: float(sums[i]) for i in kept}
+        label_confidence = {names[i]: float(c) for i, c in zip(kept, confidence, strict=True)}
         order = np.argsort(-probabilities)[:5]
         top = tuple((self.map.class_names[i], round(float(probabilities[i]), 4)) for i in order)
-        return Classification(probabilities, confidence, top, self.class_index)
+        return Classification(probabilities, label_probability, label_confidence, top, self.class_index)
 
     def describe(self, name: str) -> dict[str, Any]:
         info = self.map.info(name)
