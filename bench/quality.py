@@ -6,7 +6,8 @@
    backgrounds (flat, gradient, blurred sample photos), rotated slightly and JPEG-compressed,
    each read through the same ``analyze`` call the pipeline makes. Prints the character
    error rate (edit distance / characters, whitespace-normalised, case-sensitive); target <= 5 %.
-2. Labels: the top five labels (with confidence) for each bundled sample photo.
+2. Labels: the top five labels (with confidence) for each bundled sample, every box (people and
+   objects), the people count, and any text read on a photo (there should be none).
 3. Moderation: the raw scores and any moderation label for every neutral sample, and
    whether any reaches the default flagging threshold (60).
 """
@@ -153,16 +154,24 @@ def main() -> None:
             print(f"  {100 * rate:5.1f} %  expected {truth!r}  read {read!r}")
 
     # 2. labels and 3. moderation on the bundled samples
-    print("\nTop-5 labels per sample photo:")
+    print("\nTop-5 labels per sample (confidence), boxes, people, and text read on photos:")
     threshold = Settings().moderation_min_confidence
     flagged_neutral = 0
     moderation_rows = []
     for sample in sample_list:
         image = prepare_image(sample.path.read_bytes(), max_bytes=50_000_000, max_pixels=50_000_000)
         analysis = analyzer.analyze(image)
-        if sample.kind == "photo":
-            top = ", ".join(f"{label.name} {label.confidence:.0f}" for label in analysis.labels[:5])
-            print(f"  {sample.path.name:26s} {top or '(none above the floor)'}")
+        top = ", ".join(f"{label.name} {label.confidence:.0f}" for label in analysis.labels[:5])
+        print(f"  {sample.path.name:26s} {top or '(none above the floor)'}")
+        for label in analysis.labels:
+            for instance in label.instances:
+                b = instance.box
+                print(f"  {'':26s}   box {label.name} {instance.confidence:.0f}: left {b.left:.2f} top {b.top:.2f} "
+                      f"width {b.width:.2f} height {b.height:.2f}")
+        if analysis.people:
+            print(f"  {'':26s}   people: {analysis.people}")
+        if sample.kind == "photo" and analysis.lines:
+            print(f"  {'':26s}   text: " + " / ".join(repr(line.text) for line in analysis.lines))
         if sample.neutral:
             flagged = [m for m in analysis.moderation if m.confidence >= threshold]
             flagged_neutral += bool(flagged)

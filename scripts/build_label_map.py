@@ -115,7 +115,7 @@ VOCABULARY: tuple[Entry, ...] = (
     Entry("plant.n.02", "Plant", PLANTS),
     Entry("flower.n.01", "Flower", PLANTS),
     Entry("fungus.n.01", "Fungus", PLANTS, absorb=True),
-    Entry("geological_formation.n.01", "Nature", NATURE, extra_parents=("Outdoors",)),
+    Entry("geological_formation.n.01", "Nature", NATURE, extra_parents=("Outdoors", "Landscape", "Scenery")),
     # vehicles
     Entry("vehicle.n.01", "Vehicle", VEHICLES, extra_parents=("Transportation",)),
     Entry("car.n.01", "Car", VEHICLES),

@@ -83,7 +83,7 @@ def texture(rng: random.Random) -> Image.Image:
         return Image.fromarray(noise.astype(np.uint8)).resize(size, Image.Resampling.BICUBIC)
     if kind < 0.66:
         colour = tuple(rng.randint(0, 255) for _ in range(3))
-        return Image.new("RGB", size, colour)  # type: ignore[arg-type]
+        return Image.new("RGB", size, colour)
     gradient = Image.linear_gradient("L").resize(size).convert("RGB")
     return ImageEnhance.Color(gradient).enhance(0)
 
