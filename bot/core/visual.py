@@ -254,18 +254,22 @@ def _dominant_colors(rgb: Image.Image, alpha: Image.Image | None, max_colors: in
     sums = np.stack([np.bincount(indices, weights=pixels[:, channel], minlength=256) for channel in range(3)],
                     axis=1)
     # Biggest first; each cluster joins the nearest kept one within MERGE_DELTA_E, or is kept.
+    order = sorted(np.flatnonzero(counts), key=lambda i: (-counts[i], int(i)))
+    cluster_labs = rgb_to_lab(sums[order] / counts[order][:, None])  # every cluster at once
     kept_counts: list[float] = []
     kept_sums: list[_Float] = []
-    for index in sorted(np.flatnonzero(counts), key=lambda i: (-counts[i], int(i))):
-        lab = rgb_to_lab(sums[index] / counts[index])
+    kept_labs = np.empty((len(order), 3))  # the Lab of each kept cluster's mean, updated as it grows
+    for position, index in enumerate(order):
+        lab = cluster_labs[position]
         if kept_counts:
-            means = np.array(kept_sums) / np.array(kept_counts)[:, None]
-            distances = np.sqrt(np.sum((rgb_to_lab(means) - lab) ** 2, axis=1))
+            distances = np.sqrt(np.sum((kept_labs[: len(kept_counts)] - lab) ** 2, axis=1))
             nearest = int(np.argmin(distances))
             if distances[nearest] < MERGE_DELTA_E:
                 kept_counts[nearest] += float(counts[index])
                 kept_sums[nearest] = kept_sums[nearest] + sums[index]
+                kept_labs[nearest] = rgb_to_lab(kept_sums[nearest] / kept_counts[nearest])
                 continue
+        kept_labs[len(kept_counts)] = lab
         kept_counts.append(float(counts[index]))
         kept_sums.append(sums[index].copy())
     colors: list[DominantColor] = []

@@ -4,11 +4,12 @@
 nothing: each model loads on the first image that needs it (see ``models.py``), and
 models are shared by every analyser in the process.
 
-    image bytes ─ decode once (Pillow) ─┬─ EfficientNet-Lite0 ─ WordNet map ─ labels ─┐
-                                        ├─ YOLOX-Nano ─ people and objects with boxes ─┤
-                                        ├─ Open-NSFW (+ NudeNet extra) ─ moderation ──┤
-                                        ├─ RapidOCR PP-OCR ─ LINE/WORD text ──────────┼─ Analysis
-                                        └─ YuNet faces (+ SFace when IMGBOT_FACES=1) ─┘
+    image bytes ─ decode once (Pillow) ─┬─ EfficientNet-Lite0 ─ WordNet map ─ labels ───────┐
+                                        ├─ YOLOX-Nano ─ people and objects with boxes ──────┤
+                                        ├─ Open-NSFW (+ NudeNet extra) ─ moderation ────────┤
+                                        ├─ RapidOCR PP-OCR ─ LINE/WORD text ────────────────┼─ Analysis
+                                        ├─ YuNet faces (+ SFace when IMGBOT_FACES=1) ───────┤
+                                        └─ then text + pixels ─ Poster, Document, Screenshot ┘
 
 All steps run on the process's bounded CPU pool; ``analyze`` only waits for them, so
 any number of caller threads never run more model work at once than there are cores.
@@ -24,6 +25,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.analyzers.local.faces import FaceDetector, FaceEmbedder, FaceResult, to_faces
+from bot.analyzers.local.graphics import GraphicLabel, graphic_labels, photo_score
 from bot.analyzers.local.labels import Classification, ImageNetLabeler
 from bot.analyzers.local.models import Decoded, cpu_pool, shared
 from bot.analyzers.local.moderation import NsfwModel, NudityRegions, scores, taxonomy
@@ -126,7 +128,10 @@ class LocalAnalyzer:
 
         moderation_scores = scores(nsfw, classification, regions)
         floor = self.settings.store_min_confidence
-        labels = self._labels(classification, objects, face_result, text, floor)
+        # What kind of made picture it is (poster, document, screenshot…), from layout and flat colour.
+        graphics = _wait(pool.submit(
+            timed("graphics", lambda: graphic_labels(decoded.fit(512), text.lines, photo_score(classification)))))
+        labels = self._labels(classification, objects, face_result, text, graphics, floor)
         faces = to_faces(face_result, embeddings) if self.settings.faces else ()
 
         versions = {
@@ -169,7 +174,8 @@ class LocalAnalyzer:
             ) from exc
 
     def _labels(
-        self, classification: Classification, objects: ObjectResult, faces: FaceResult, text: TextResult, floor: float
+        self, classification: Classification, objects: ObjectResult, faces: FaceResult, text: TextResult,
+        graphics: tuple[GraphicLabel, ...], floor: float,
     ) -> tuple[Label, ...]:
         confidence = dict(classification.label_confidence)
         extra: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[LabelInstance, ...]]] = {}
@@ -211,6 +217,8 @@ class LocalAnalyzer:
         ]
         if strong:
             add("Text", max(strong), (), ("Text and Documents",))
+        for graphic in graphics:
+            add(graphic.name, graphic.confidence, graphic.parents, graphic.categories)
 
         labels: list[Label] = []
         for name, conf in confidence.items():
