@@ -185,3 +185,25 @@ def test_migration_0010_counts_the_people_of_images_analysed_before_it(empty_dat
     with empty_database.engine.connect() as connection:
         counts = {row[0]: row[1] for row in connection.execute(text("SELECT id, person_count FROM images"))}
     assert counts == {1: 3, 2: 1, 3: 0}
+
+
+def test_a_face_with_no_body_around_it_counts_only_when_the_detector_is_sure(engine: LocalAnalyzer) -> None:
+    from bot.analyzers.local.faces import DetectedFace, FaceResult
+    from bot.analyzers.local.labels import Classification
+    from bot.analyzers.local.objects import DetectedObject, ObjectResult
+    from bot.analyzers.local.ocr import TextResult
+    from bot.core.types import BoundingBox
+
+    engine.labeler.load()
+    nothing = Classification(np.zeros(1000, dtype=np.float32), {}, {}, (), {})
+    face_box = BoundingBox(0.4, 0.2, 0.1, 0.1)
+
+    def labels(face_confidence: float, body: bool) -> dict[str, int]:
+        face = DetectedFace(face_box, face_confidence, (), np.zeros(15))
+        bodies = (DetectedObject("Person", BoundingBox(0.3, 0.1, 0.3, 0.8), 0.8),) if body else ()
+        found = engine._labels(nothing, ObjectResult(bodies), FaceResult((face,), 1024), TextResult(()), (), 50.0)
+        return {label.name: len(label.instances) for label in found}
+
+    assert labels(80.0, body=False) == {}  # a pattern that looks like a face: nothing
+    assert labels(95.0, body=False) == {"Person": 1, "Face": 1, "Head": 0}  # a close-up portrait
+    assert labels(80.0, body=True) == {"Person": 1, "Face": 1, "Head": 0}  # the body box holds the face

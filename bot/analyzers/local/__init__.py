@@ -55,6 +55,8 @@ INSTALL_HINT = "pip install 'imgbot[local]'"
 #: A line of text this confident (0-100) with at least this many letters/digits makes a "Text" label.
 TEXT_LABEL_MIN_LINE = 80.0
 TEXT_LABEL_MIN_CHARS = 2
+#: A face (YuNet, 0-100) that no person box holds counts as a person only this sure.
+LONE_FACE_MIN = 88.0
 
 T = TypeVar("T")
 
@@ -198,15 +200,18 @@ class LocalAnalyzer:
             for depth, parent in enumerate(parents):
                 add(parent, best, parents[depth + 1:], categories)
 
-        # People: the detector's bodies, plus any face no body box holds (a close-up portrait).
+        # People: the detector's bodies, plus any face no body box holds (a close-up portrait). A face
+        # with no body around it is more often a pattern that looks like one, so it must be surer.
         people = [LabelInstance(o.box, detection_confidence(o.score)) for o in objects.of("Person")]
-        lone_faces = [f for f in faces.faces if not any(_holds(p.box, f.box) for p in people)]
+        seen_faces = [f for f in faces.faces
+                      if f.confidence >= LONE_FACE_MIN or any(_holds(p.box, f.box) for p in people)]
+        lone_faces = [f for f in seen_faces if not any(_holds(p.box, f.box) for p in people)]
         people += [LabelInstance(f.box, f.confidence) for f in lone_faces]
         if people:
             add("Person", max(p.confidence for p in people), (), ("Person Description",), tuple(people))
-        if faces.faces:
-            best = max(f.confidence for f in faces.faces)
-            instances = tuple(LabelInstance(f.box, f.confidence) for f in faces.faces)
+        if seen_faces:
+            best = max(f.confidence for f in seen_faces)
+            instances = tuple(LabelInstance(f.box, f.confidence) for f in seen_faces)
             add("Face", best, ("Head", "Person"), ("Person Description",), instances)
             add("Head", best, ("Person",), ("Person Description",))
 
