@@ -3,35 +3,47 @@
 Lines come from the detector's quadrilaterals; words are cut from each line at its
 spaces, their extent taken from the recogniser's per-character positions (or, when
 those do not line up with the text, from the share of characters), so a word's
-polygon follows the line's slant. Every line and word is kept: there is no cap.
+polygon follows the line's slant. Only the lines ``plausible`` judges to be text are kept
+(the detector also finds "text" in cups, lawns and mirrored name tags; a doubtful line is
+read once more, flipped, to tell a mirrored one); of those, every line and word is kept:
+there is no cap.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from bot.analyzers.local.models import MAX_WORKING_SIDE, Decoded, LazyModel, package_version
+from bot.analyzers.local.plausible import CandidateLine, could_be_mirrored, judge
 from bot.core.types import BoundingBox, TextDetection
+
+log = logging.getLogger("imgbot.analyzers.local")
 
 #: The detector sees the image scaled so its longest side is at most this (PP-OCR's
 #: default is "shortest side at least 736", which makes 2 MP photos slow for little gain).
 DETECTION_SIDE = 960
-#: Lines the recogniser scores below this (0-1) are dropped, as RapidOCR does by default.
+#: Lines the recogniser scores below this (0-1) are dropped, as RapidOCR does by default
+#: (``plausible`` asks more of lines it has doubts about; this is its ``BASE_SCORE``).
 MIN_LINE_SCORE = 0.5
 
 _WORTH_KEEPING = re.compile(r"\w", re.UNICODE)
 
 Point = tuple[float, float]
+#: Reads the crops of some quadrilaterals flipped left-right: the recogniser's (text, score) for each.
+FlippedReader = Callable[[list[list[Point]]], list[tuple[str, float]]]
 
 
 @dataclass(frozen=True)
 class TextResult:
     detections: tuple[TextDetection, ...]
+    #: Lines the recogniser read but ``plausible`` judged not to be text (for diagnostics).
+    dropped: int = 0
 
     @property
     def lines(self) -> tuple[TextDetection, ...]:
@@ -84,7 +96,21 @@ class TextReader(LazyModel[TextResult]):
             return TextResult(())
         scores = result.scores
         word_results = result.word_results if len(result.word_results) == len(texts) else [()] * len(texts)
-        return TextResult(assemble(boxes, texts, scores, word_results, width, height))
+        return read_lines(
+            boxes, texts, scores, word_results, width, height, read_flipped=lambda quads: self._flipped(array, quads)
+        )
+
+    def _flipped(self, array: np.ndarray, quads: list[list[Point]]) -> list[tuple[str, float]]:
+        """What the recogniser reads in these lines' crops mirrored, and how sure it is (see ``plausible``)."""
+        from rapidocr.ch_ppocr_rec import TextRecInput
+        from rapidocr.utils.process_img import get_rotate_crop_image
+
+        crops = [
+            np.ascontiguousarray(get_rotate_crop_image(array, np.asarray(quad, dtype=np.float32))[:, ::-1])
+            for quad in quads
+        ]
+        result: Any = self.engine._load_rec_model()(TextRecInput(img=crops, return_word_box=False))  # type: ignore[no-untyped-call]
+        return [(str(text), float(score)) for text, score in zip(result.txts, result.scores, strict=True)]
 
 
 def assemble(
@@ -95,24 +121,57 @@ def assemble(
     width: int,
     height: int,
 ) -> tuple[TextDetection, ...]:
-    """LINEs (ids 0..n-1, reading order) then their WORDs pointing back through ``parent_id``."""
-    lines: list[TextDetection] = []
-    words: list[TextDetection] = []
-    kept: list[tuple[int, str, list[Point], Any, float]] = []
+    """LINEs (ids 0..n-1, reading order) then their WORDs pointing back through ``parent_id``; no junk."""
+    return read_lines(boxes, texts, scores, char_results, width, height).detections
+
+
+def read_lines(
+    boxes: Any,
+    texts: Sequence[str],
+    scores: Sequence[float],
+    char_results: Sequence[Any],
+    width: int,
+    height: int,
+    *,
+    read_flipped: FlippedReader | None = None,
+) -> TextResult:
+    """RapidOCR's lines as LINEs and WORDs, leaving out the lines that are not plausible text.
+
+    With ``read_flipped``, the kept lines that could be mirrored text are read once more, flipped.
+    """
+    candidates: list[tuple[CandidateLine, Any]] = []
     for box, text, score, chars in zip(boxes, texts, scores, char_results, strict=False):
         text = " ".join(text.split())
         if not text or not _WORTH_KEEPING.search(text):
             continue
         quad = [(float(x), float(y)) for x, y in np.asarray(box, dtype=np.float64).reshape(4, 2)]
+        candidates.append((CandidateLine(text, float(score), quad, _char_scores(chars)), chars))
+    verdicts = judge([candidate for candidate, _ in candidates])
+    recheck = [i for i, ((c, _), v) in enumerate(zip(candidates, verdicts, strict=True)) if could_be_mirrored(c, v)]
+    if read_flipped is not None and recheck:
+        flipped = read_flipped([list(candidates[i][0].quad) for i in recheck])
+        for i, reading in zip(recheck, flipped, strict=True):
+            candidates[i] = (replace(candidates[i][0], mirrored=reading), candidates[i][1])
+        verdicts = judge([candidate for candidate, _ in candidates])
+    dropped = [verdict.doubts for verdict in verdicts if not verdict.kept]
+    if dropped:  # the doubts, not the text: what an image says may be private
+        log.debug("text: dropped %d of %d lines as implausible: %s", len(dropped), len(verdicts), dropped)
+    lines: list[TextDetection] = []
+    words: list[TextDetection] = []
+    kept: list[tuple[int, str, list[Point], Any, float]] = []
+    for (candidate, chars), verdict in zip(candidates, verdicts, strict=True):
+        if not verdict.kept:
+            continue
+        quad = list(candidate.quad)
         line_id = len(kept)
-        kept.append((line_id, text, quad, chars, float(score)))
-        lines.append(_detection(line_id, "LINE", text, float(score), quad, width, height, None))
+        kept.append((line_id, candidate.text, quad, chars, candidate.score))
+        lines.append(_detection(line_id, "LINE", candidate.text, candidate.score, quad, width, height, None))
     next_id = len(kept)
     for line_id, text, quad, chars, score in kept:
         for word, word_score, word_quad in split_words(text, quad, chars, score):
             words.append(_detection(next_id, "WORD", word, word_score, word_quad, width, height, line_id))
             next_id += 1
-    return tuple(lines + words)
+    return TextResult(tuple(lines + words), dropped=len(dropped))
 
 
 def split_words(text: str, quad: list[Point], chars: Any, line_score: float) -> list[tuple[str, float, list[Point]]]:
@@ -159,6 +218,14 @@ def _char_positions(text: str, quad: list[Point], chars: Any) -> tuple[list[tupl
         spans.append((float(np.clip(projections.min(), 0, 1)), float(np.clip(projections.max(), 0, 1))))
         scores.append(float(score))
     return spans, scores
+
+
+def _char_scores(chars: Any) -> tuple[float, ...]:
+    """The recogniser's score for each character of a line, when RapidOCR gave them."""
+    try:
+        return tuple(float(c[1]) for c in chars if c and c[1] is not None)
+    except (TypeError, IndexError, ValueError):
+        return ()
 
 
 def _slice(quad: list[Point], t0: float, t1: float) -> list[Point]:
