@@ -236,7 +236,7 @@ class TestOnSamples:
         from bot.analyzers.local.labels import MODEL_FILE, ImageNetLabeler
         from bot.analyzers.local.models import onnx_session
 
-        batch = np.concatenate([ImageNetLabeler.preprocess(images[n]) for n in ("cat-chelsea.jpg", "coffee.jpg")])
+        batch = np.concatenate([ImageNetLabeler.preprocess(images[n])[:1] for n in ("cat-chelsea.jpg", "coffee.jpg")])
         logits, features = embedder.run(batch)
         assert logits.shape == (2, 1000) and features.shape == (2, FEATURE_DIM)
         expected = onnx_session(MODEL_FILE).run(None, {"input": batch})[0]
