@@ -376,7 +376,7 @@ def demo(output: Path, progress: bool | None) -> None:
     core = _core(settings)
     click.echo(f"Analysing {len(sample_paths())} sample images with the {settings.analyzer} analyser…")
     failed = _analyse_files(core, sample_paths(), show_bar)
-    for query in ("label:animal", "text:sale", "has:text -label:animal", "unsafe"):
+    for query in ("label:animal", "text:sale", "label:advertisement", "people>0", "unsafe"):
         page = core.search(query, per_page=5)
         click.echo(f"\n$ imgbot search {query}   ({page.total_text} match{'es' if page.total != 1 else ''})")
         for hit in page.hits:
