@@ -509,7 +509,9 @@ def serve() -> None:
                           "(or set SLACK_APP_TOKEN for Socket Mode).")
     from bot.slack.app import serve as serve_slack
 
-    serve_slack(settings, _core(settings))
+    core = _core(settings)
+    core.warm_indexes()
+    serve_slack(settings, core)
 
 
 @cli.command()
@@ -525,6 +527,8 @@ def worker(once: bool, interval: float) -> None:
     settings = _load_settings()
     _setup_logging(settings)
     core = _core(settings)
+    if not once:
+        core.warm_indexes()
     log = logging.getLogger("imgbot.worker")
     queue = build_queue(settings)
     log.info("worker started (concurrency=%s, %s)", settings.concurrency or "automatic",

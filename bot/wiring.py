@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -257,6 +258,31 @@ class Core:
             if self._vectors is None:
                 self._vectors = EmbeddingCache(self.database.engine, embedder.version)
             return self._vectors
+
+    def warm_indexes(self) -> threading.Thread:
+        """Load the near-duplicate and "more like this" indexes on a background thread.
+
+        At a million images that takes 10-20 s; a long-running ``serve`` or ``worker`` starts it
+        at once, so neither the first ``dupes:``/``like:`` nor the first reply's "posted before"
+        check waits for it (either waits only for what is left)."""
+
+        def load() -> None:
+            started = time.monotonic()
+            try:
+                hashes = self.hashes
+                hashes.refresh()
+                vectors = self.vectors
+                if vectors is not None:
+                    vectors.refresh()
+            except Exception as err:  # noqa: BLE001 - the first search loads them instead
+                log.warning("indexes not preloaded (the first search will load them): %r", err)
+                return
+            log.info("indexes loaded: %d hashes, %d embeddings in %.1f s", len(hashes.index),
+                     len(vectors.index) if vectors is not None else 0, time.monotonic() - started)
+
+        thread = threading.Thread(target=load, name="imgbot-index-warmup", daemon=True)
+        thread.start()
+        return thread
 
     def near_duplicates(self, image_id: int) -> list[tuple[int, int]]:
         """(image id, differing bits) of the images that look like ``image_id``, closest first.

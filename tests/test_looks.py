@@ -159,3 +159,19 @@ def test_without_embeddings_like_says_how_to_get_them_and_dupes_goes_by_hash(set
         assert core.show(cat).to_json()["phash"] is not None
     finally:
         core.database.dispose()
+
+
+def test_a_long_running_process_loads_the_indexes_before_the_first_search(
+        settings, storage, fake_analyzer, core: Core) -> None:  # type: ignore[no-untyped-def]
+    from bot.wiring import build_core
+
+    ingest(core, solid((0, 128, 128)), "teal.png")
+    ingest(core, (SAMPLES / "coffee.jpg").read_bytes(), "coffee.jpg")
+    started = build_core(settings, storage=storage, analyzer_factory=lambda: fake_analyzer)  # as serve/worker do
+    try:
+        started.warm_indexes().join(timeout=60)
+        assert len(started.hashes.index) == 2
+        vectors = started.vectors
+        assert vectors is not None and len(vectors.index) == 2
+    finally:
+        started.database.dispose()
