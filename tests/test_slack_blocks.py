@@ -14,7 +14,7 @@ from bot.core.records import (
     SearchPage,
     SightingRecord,
 )
-from bot.core.types import BoundingBox, Label, ModerationLabel, TextDetection
+from bot.core.types import BoundingBox, Label, LabelInstance, ModerationLabel, TextDetection
 from bot.slack import blocks
 from bot.slack.blocks import ImageOutcome
 
@@ -44,6 +44,15 @@ def sections(message_blocks: list[dict]) -> list[str]:
 def reply(*outcomes: ImageOutcome, moderation_channel: bool = False) -> tuple[str, list[dict]]:
     return blocks.image_reply(outcomes, label_min_confidence=75, moderation_min_confidence=60,
                               moderation_channel=moderation_channel)
+
+
+def test_the_reply_counts_the_people_it_shows_and_says_nothing_of_people_when_there_are_none() -> None:
+    boxes = tuple(LabelInstance(BoundingBox(0.2 * n, 0.1, 0.15, 0.8), 90.0) for n in range(3))
+    crowd = record(8, labels=(Label("Person", 97.0, instances=boxes),))
+    _, crowd_blocks = reply(ImageOutcome("team.jpg", "F1", record=crowd))
+    _, cat_blocks = reply(ImageOutcome("cat.jpg", "F2", record=record(9, labels=(Label("Cat", 95.0),))))
+    assert "*People:* 3" in sections(crowd_blocks)[0]
+    assert "People" not in sections(cat_blocks)[0]
 
 
 def test_escape_turns_the_three_control_characters_into_entities() -> None:
