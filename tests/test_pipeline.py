@@ -229,3 +229,23 @@ def test_a_storage_failure_while_deleting_keeps_the_deletion(core, storage):
 
     assert len(hidden) == 1
     assert core.search("").total == 0
+
+
+def test_saving_an_analysis_again_replaces_every_result_of_the_first(core, fake_analyzer):
+    from db import queries
+    from tests.fakes.analyzer import build_analysis
+
+    data = make_image(colour=(10, 200, 30))
+    fake_analyzer.script(data, labels=[("Cat", 95.0), ("Animal", 95.0)], text=["HELLO"], people=2)
+    result = core.ingest(data, Source.file("/tmp/cat.png"))
+    assert result.outcome == "done" and core.show(result.image_id).people == 2
+
+    again = build_analysis(labels=[("Dog", 91.0)])
+    with core.database.transaction() as session:
+        queries.save_analysis(session, result.image_id, again, started_at=datetime.now(UTC), seconds=0.1,
+                              now=datetime.now(UTC), store_min_confidence=50.0)
+
+    record = core.show(result.image_id)
+    assert [label.name for label in record.labels] == ["Dog"] and record.lines == () and record.people == 0
+    assert {hit.image.id for hit in core.search("cat").hits} == set()
+    assert {hit.image.id for hit in core.search("dog").hits} == {result.image_id}
