@@ -321,7 +321,8 @@ def show(id_or_sha256: str, as_json: bool) -> None:
             click.echo("  labels:")
             for label in record.labels:
                 parents = f"  ← {', '.join(label.parents)}" if label.parents else ""
-                boxes = f"  [{len(label.instances)} boxes]" if label.instances else ""
+                count = len(label.instances)
+                boxes = f"  [{count} box{'' if count == 1 else 'es'}]" if count else ""
                 click.echo(f"    {label.name} {label.confidence:.1f}%{parents}{boxes}")
         if record.lines:
             click.echo("  text:")
