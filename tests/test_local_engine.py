@@ -19,7 +19,7 @@ from bot.analyzers import available_analyzers, build_analyzer
 from bot.analyzers.local import LocalAnalyzer
 from bot.analyzers.local.labels import LabelMap
 from bot.analyzers.local.moderation import ModerationScores, taxonomy
-from bot.analyzers.local.ocr import assemble, split_words
+from bot.analyzers.local.ocr import read_lines, split_words
 from bot.config import Settings
 from bot.core.intake import prepare_image
 from bot.core.ports import Analyzer
@@ -113,7 +113,7 @@ class TestWords:
 
     def test_lines_come_first_and_words_point_at_their_line(self) -> None:
         quad = [[10, 10], [90, 10], [90, 30], [10, 30]]
-        found = assemble([quad], ["50% OFF"], [0.97], [()], 100, 100)
+        found = read_lines([quad], ["50% OFF"], [0.97], [()], 100, 100).detections
         lines = [d for d in found if d.kind == "LINE"]
         words = [d for d in found if d.kind == "WORD"]
         assert [line.text for line in lines] == ["50% OFF"]

@@ -113,18 +113,6 @@ class TextReader(LazyModel[TextResult]):
         return [(str(text), float(score)) for text, score in zip(result.txts, result.scores, strict=True)]
 
 
-def assemble(
-    boxes: Any,
-    texts: Sequence[str],
-    scores: Sequence[float],
-    char_results: Sequence[Any],
-    width: int,
-    height: int,
-) -> tuple[TextDetection, ...]:
-    """LINEs (ids 0..n-1, reading order) then their WORDs pointing back through ``parent_id``; no junk."""
-    return read_lines(boxes, texts, scores, char_results, width, height).detections
-
-
 def read_lines(
     boxes: Any,
     texts: Sequence[str],
