@@ -291,18 +291,26 @@ class Core:
         ``DUPLICATE_HASH_WITH_EMBEDDING`` and alike by embedding (a crop, a caption strip);
         without: hashes within ``DUPLICATE_MAX_DISTANCE``."""
         from bot.core import nearby
+        from bot.core import vectors as vectors_module
 
         vectors = self.vectors
         if vectors is None:
             return self.hashes.near(image_id)
         close = self.hashes.near(image_id, nearby.DUPLICATE_HASH_WITH_EMBEDDING)
         unsure = [found for found, bits in close if bits > nearby.DUPLICATE_HASH_ALONE]
-        stored = vectors.vectors([image_id, *unsure])
+        # At a million images a hash has thousands of loose candidates: their sign codes, in memory,
+        # rule out the ones too unlike to be worth reading a vector for.
+        vectors.refresh()
+        codes = vectors.index.distances(image_id, unsure) or {}
+        unlike = {found for found, bits in codes.items() if bits > vectors_module.DUPLICATE_MAX_CODE_BITS}
+        stored = vectors.vectors([image_id, *(found for found in unsure if found not in unlike)])
         mine = stored.get(image_id)
 
         def alike(found: int, bits: int) -> bool:
             if bits <= nearby.DUPLICATE_HASH_ALONE:
                 return True
+            if found in unlike and mine is not None:
+                return False
             if mine is None or found not in stored:
                 return bits <= nearby.DUPLICATE_MAX_DISTANCE
             return float(stored[found] @ mine) >= nearby.DUPLICATE_MIN_COSINE

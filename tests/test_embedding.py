@@ -94,6 +94,29 @@ def test_the_duplicate_rule() -> None:
     assert not is_near_duplicate(DUPLICATE_HASH_WITH_EMBEDDING + 1, 1.0)
 
 
+def test_sign_codes_rule_out_only_pairs_too_unlike_to_be_duplicates() -> None:
+    from bot.core.vectors import DUPLICATE_MAX_CODE_BITS, CodeIndex
+
+    rng = np.random.default_rng(5)
+    count = 2000
+    features = np.maximum(rng.standard_normal((count, FEATURE_DIM)), 0).astype(np.float32) ** 2  # sparse, >= 0
+    noise = np.maximum(rng.standard_normal((count, FEATURE_DIM)), 0).astype(np.float32) ** 2
+    edited = features + rng.uniform(0, 3, (count, 1)).astype(np.float32) * noise  # edits of every strength
+    mine, theirs = project(features), project(edited)
+    index = CodeIndex()
+    index.upsert([(n, to_bytes(mine[n])) for n in range(count)]
+                 + [(count + n, to_bytes(theirs[n])) for n in range(count)])
+    cosines = (mine * theirs).sum(axis=1)
+    bits = np.array([index.distances(n, [count + n])[count + n] for n in range(count)])  # type: ignore[index]
+    unrelated = np.array([index.distances(n, [count + (n + 7) % count])[count + (n + 7) % count]  # type: ignore[index]
+                          for n in range(count)])
+
+    assert (cosines >= DUPLICATE_MIN_COSINE).sum() > 100 and (cosines < 0.5).sum() > 100
+    assert bits[cosines >= DUPLICATE_MIN_COSINE].max() <= DUPLICATE_MAX_CODE_BITS - 20  # a wide margin
+    assert (unrelated > DUPLICATE_MAX_CODE_BITS).mean() > 0.9  # most loose candidates need no vector read
+    assert index.distances(-1, [0]) is None and index.distances(0, [-5]) == {}
+
+
 # --- slow: the real model on the bundled samples ----------------------------------------
 
 Edit = Callable[[Image.Image], Image.Image]

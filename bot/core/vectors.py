@@ -17,6 +17,13 @@ import numpy as np
 DIM = 256
 #: How many codes the Hamming pass hands on to the exact cosine.
 CANDIDATES = 2000
+#: Codes further apart than this cannot be near-duplicates (cosine ≥ 0.82 of the 256-d vectors).
+#: Each sign differs with probability angle / π of the 1,280-d features the signs come from; those
+#: are at least 0.76 alike when the 256-d vectors are 0.82 alike (the projection moves such
+#: cosines by at most 0.06, see ``bot/analyzers/local/embedding.py``), so 58 bits are expected,
+#: give or take 7: 90 is 4.8 standard deviations out. Unrelated photos (cosine 0.1-0.3) sit
+#: 100-120 bits apart, so most of a hash's loose candidates are dropped without reading a vector.
+DUPLICATE_MAX_CODE_BITS = 90
 
 
 def from_bytes(data: bytes) -> np.ndarray:
@@ -56,6 +63,21 @@ class CodeIndex:
                 self._position.update((image_id, start + n) for n, image_id in enumerate(new))
                 self._ids = np.concatenate([self._ids, np.fromiter(new.keys(), dtype=np.int64, count=len(new))])
                 self._codes = np.concatenate([self._codes, np.stack(list(new.values()))])
+
+    def distances(self, image_id: int, others: Iterable[int]) -> dict[int, int] | None:
+        """Sign-code Hamming distance from ``image_id`` to each of ``others`` in the index
+        (``None`` when ``image_id`` itself is not; ids not in the index are left out)."""
+        with self._lock:
+            at = self._position.get(image_id)
+            if at is None:
+                return None
+            found = [(other, self._position[other]) for other in others if other in self._position]
+            if not found:
+                return {}
+            mine = self._codes[at]
+            codes = self._codes[[position for _, position in found]]
+        bits = np.bitwise_count(codes ^ mine).sum(axis=1)
+        return {other: int(b) for (other, _), b in zip(found, bits, strict=True)}
 
     def nearest(self, vector: np.ndarray, k: int = CANDIDATES) -> list[int]:
         """The ids of the ``k`` codes closest to ``vector``'s, closest first."""
