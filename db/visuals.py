@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, Engine, Table, select
@@ -64,54 +64,52 @@ def hashes_since(connection: Connection, seq: int) -> list[tuple[int, int, int]]
     )]
 
 
-class _Refreshed(Protocol):
-    engine: Engine
-    LOOK_BACK_NS: int
-    REFRESH_EVERY: float
-    _seq: int
-    _checked: float
-    _lock: threading.Lock
-
-    def upsert(self, rows: list[tuple[int, Any, int]]) -> None: ...
-
-
-def refresh_since(cache: _Refreshed, rows_since: Callable[[Connection, int], list[tuple[int, Any, int]]]) -> None:
-    """Load into ``cache`` the (image id, value, seq) rows written since it last looked, at most once per
-    ``REFRESH_EVERY`` seconds; the first time, every row."""
-    with cache._lock:
-        if time.monotonic() - cache._checked < cache.REFRESH_EVERY:
-            return
-        since = cache._seq - cache.LOOK_BACK_NS if cache._seq else 0
-        with cache.engine.connect() as connection:
-            found = rows_since(connection, since)
-        cache.upsert(found)
-        if found:
-            cache._seq = max(cache._seq, found[-1][2])
-        cache._checked = time.monotonic()
-
-
-class HashCache:
-    """The near-duplicate index of this process, kept up to date from ``image_visuals``.
-
-    Loads every hash on first use (1,000,000 in about a second), then, at most once a second,
-    the rows written since it last looked. ``seq`` is the writer's clock in nanoseconds, so the
-    look-back of ``LOOK_BACK_NS`` covers transactions that committed later than they wrote."""
+class _RefreshedCache:
+    """An in-memory index kept up to date from a table whose rows carry ``seq``, the writer's clock in
+    nanoseconds. Loads every row on first use (1,000,000 in about ten seconds), then, at most once per
+    ``REFRESH_EVERY`` seconds, the rows written since it last looked; the look-back of ``LOOK_BACK_NS``
+    covers transactions that committed later than they wrote."""
 
     LOOK_BACK_NS = 30 * 1_000_000_000
     REFRESH_EVERY = 1.0
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.index = HashIndex()
         self._seq = 0
         self._checked = 0.0
         self._lock = threading.Lock()
 
-    def refresh(self) -> None:
-        refresh_since(self, lambda connection, since: [
-            (image_id, phash, seq) for image_id, phash, seq in hashes_since(connection, since)])
+    def _rows_since(self, connection: Connection, seq: int) -> list[tuple[int, Any, int]]:
+        """(image id, value, seq) of the rows written after ``seq``, in ``seq`` order."""
+        raise NotImplementedError
 
-    def upsert(self, rows: list[tuple[int, Any, int]]) -> None:
+    def _upsert(self, rows: list[tuple[int, Any, int]]) -> None:
+        raise NotImplementedError
+
+    def refresh(self) -> None:
+        with self._lock:
+            if time.monotonic() - self._checked < self.REFRESH_EVERY:
+                return
+            since = self._seq - self.LOOK_BACK_NS if self._seq else 0
+            with self.engine.connect() as connection:
+                found = self._rows_since(connection, since)
+            self._upsert(found)
+            if found:
+                self._seq = max(self._seq, found[-1][2])
+            self._checked = time.monotonic()
+
+
+class HashCache(_RefreshedCache):
+    """The near-duplicate index of this process (``HashIndex``), kept up to date from ``image_visuals``."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.index = HashIndex()
+
+    def _rows_since(self, connection: Connection, seq: int) -> list[tuple[int, Any, int]]:
+        return hashes_since(connection, seq)
+
+    def _upsert(self, rows: list[tuple[int, Any, int]]) -> None:
         self.index.upsert((image_id, phash) for image_id, phash, _ in rows)
 
     def near(self, image_id: int, max_distance: int = DUPLICATE_MAX_DISTANCE) -> list[tuple[int, int]]:
@@ -161,29 +159,23 @@ def save(connection: Connection, image_id: int, properties: ImageProperties, pha
             connection.execute(insert(table), values)
 
 
-class EmbeddingCache:
+class EmbeddingCache(_RefreshedCache):
     """This process's "more like this" index (``CodeIndex``), kept up to date from ``image_embeddings``.
 
     Only vectors of ``model`` (the embedder's version) are loaded and compared. The exact cosine
     of the few best is computed from the stored vectors, read by id."""
 
-    LOOK_BACK_NS = HashCache.LOOK_BACK_NS
-    REFRESH_EVERY = HashCache.REFRESH_EVERY
-
     def __init__(self, engine: Engine, model: str) -> None:
-        self.engine = engine
+        super().__init__(engine)
         self.model = model
         self.index = CodeIndex()
-        self._seq = 0
-        self._checked = 0.0
-        self._lock = threading.Lock()
 
-    def refresh(self) -> None:
-        refresh_since(self, lambda connection, since: [tuple(row) for row in connection.execute(
+    def _rows_since(self, connection: Connection, seq: int) -> list[tuple[int, Any, int]]:
+        return [(row.image_id, row.vector, row.seq) for row in connection.execute(
             select(EMBEDDINGS.c.image_id, EMBEDDINGS.c.vector, EMBEDDINGS.c.seq)
-            .where(EMBEDDINGS.c.seq > since, EMBEDDINGS.c.model == self.model).order_by(EMBEDDINGS.c.seq))])
+            .where(EMBEDDINGS.c.seq > seq, EMBEDDINGS.c.model == self.model).order_by(EMBEDDINGS.c.seq))]
 
-    def upsert(self, rows: list[tuple[int, Any, int]]) -> None:
+    def _upsert(self, rows: list[tuple[int, Any, int]]) -> None:
         self.index.upsert((image_id, vector) for image_id, vector, _ in rows)
 
     def vectors(self, image_ids: Sequence[int]) -> dict[int, np.ndarray]:

@@ -99,7 +99,7 @@ def test_bad_colour_and_quality_terms_say_what_is_wrong(core: Core) -> None:
         core.search("quality:fuzzy")
 
 
-def test_rescan_images_gives_older_images_their_colours_and_hash(env, tmp_path):  # noqa: F811
+def test_rescan_images_gives_older_images_their_colours_and_hash(env, tmp_path):
     from sqlalchemy import create_engine, text
 
     from tests.test_cli import run

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
-from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,12 +18,12 @@ from bot.analyzers.rekognition import (
 )
 from bot.aws import make_client
 from bot.config import Settings
-from bot.core.types import PreparedImage, StoredObject
+from bot.core.types import StoredObject
 from bot.core.visual import image_properties
 from bot.errors import AnalyzerError
 from bot.ratelimit import RateLimiter
-from tests.fakes.aws import instant_botocore_retries, use_fake_aws
 from tests.fakes.rekognition import FakeRekognition
+from tests.test_rekognition_analyzer import _instant_retries, aws, fake, prepared  # noqa: F401  (fixtures)
 
 
 def png(left: tuple[int, int, int] = (220, 30, 30), right: tuple[int, int, int] | None = None,
@@ -38,30 +35,6 @@ def png(left: tuple[int, int, int] = (220, 30, 30), right: tuple[int, int, int] 
     out = io.BytesIO()
     image.save(out, "PNG")
     return out.getvalue()
-
-
-def prepared(data: bytes, *, stored: StoredObject | None = None) -> PreparedImage:
-    return PreparedImage(
-        sha256=hashlib.sha256(data).hexdigest(), data=data, format="PNG", mime_type="image/png",
-        width=200, height=120, analysis_bytes=data, analysis_format="PNG", analysis_width=200,
-        analysis_height=120, analysis_is_original=True, stored=stored,
-    )
-
-
-@pytest.fixture(autouse=True)
-def _instant_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    instant_botocore_retries(monkeypatch)
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeRekognition]:
-    with FakeRekognition() as server:
-        yield server
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fake: FakeRekognition) -> None:
-    use_fake_aws(monkeypatch, tmp_path, rekognition=fake.endpoint_url)
 
 
 def build(*, image_properties: bool) -> RekognitionAnalyzer:

@@ -35,7 +35,7 @@ def leaked(data: bytes | str) -> list[str]:
 
 
 @pytest.fixture
-def screenshots(tmp_path: Path, rekognition) -> Path:  # noqa: F811
+def screenshots(tmp_path: Path, rekognition) -> Path:
     folder = tmp_path / "shots"
     folder.mkdir()
     scripted = {
@@ -57,7 +57,7 @@ def ids_for(query: str) -> dict[str, int]:
     return {Path(hit["source"]).name: hit["id"] for hit in json.loads(out)}
 
 
-def test_analyze_prints_masked_findings_and_nothing_anywhere_holds_a_secret(env, screenshots, tmp_path):  # noqa: F811
+def test_analyze_prints_masked_findings_and_nothing_anywhere_holds_a_secret(env, screenshots, tmp_path):
     completed = subprocess.run(
         [sys.executable, "-m", "bot.cli", "analyze", str(screenshots)], capture_output=True, text=True,
         env={**os.environ, **env, "IMGBOT_LOG_LEVEL": "DEBUG"}, timeout=120, check=False)
@@ -85,7 +85,7 @@ def test_analyze_prints_masked_findings_and_nothing_anywhere_holds_a_secret(env,
         assert leaked(path.read_bytes()) == [], path
 
 
-def test_rescan_text_masks_what_an_older_version_stored_and_adds_its_findings(env, screenshots, tmp_path):  # noqa: F811
+def test_rescan_text_masks_what_an_older_version_stored_and_adds_its_findings(env, screenshots, tmp_path):
     (screenshots / "keys.png").unlink()
     (screenshots / "card.png").unlink()
     assert run("analyze", str(screenshots))[0] == 0
@@ -172,7 +172,7 @@ def test_the_offline_engine_reads_a_key_pair_and_a_card_and_keeps_neither(tmp_pa
 
 
 def test_with_comprehend_names_and_addresses_are_found_and_it_never_sees_a_secret(
-        env, rekognition, tmp_path, monkeypatch):  # noqa: F811
+        env, rekognition, tmp_path, monkeypatch):
     from tests.fakes.comprehend import FakeComprehend
 
     with FakeComprehend(names=["Jane Doe"]) as comprehend:

@@ -9,10 +9,11 @@ re-levelled copies sit 0-2 bits apart, a light crop 6-12, different photos 18 an
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 
 import numpy as np
+
+from bot.core.id_rows import IdRows
 
 #: Without embeddings: at most this many differing bits of 64 make two images near-duplicates.
 DUPLICATE_MAX_DISTANCE = 10
@@ -29,44 +30,26 @@ def to_signed(value: int) -> int:
 
 
 class HashIndex:
-    """Image id → pHash, in arrays; thread-safe; rows can be added or replaced at any time."""
+    """Image id → pHash (as unsigned 64-bit words, for XOR and a population count)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._ids = np.empty(0, dtype=np.int64)
-        self._hashes = np.empty(0, dtype=np.uint64)
-        self._position: dict[int, int] = {}
+        self._rows = IdRows(np.uint64)
 
     def __len__(self) -> int:
-        return len(self._position)
+        return len(self._rows)
 
     def upsert(self, rows: Iterable[tuple[int, int]]) -> None:
         """Add (image id, signed pHash) rows; an id already known gets its new hash."""
-        new: dict[int, int] = {}
-        with self._lock:
-            for image_id, phash in rows:
-                at = self._position.get(image_id)
-                if at is not None:
-                    self._hashes[at] = np.int64(phash).view(np.uint64)
-                else:
-                    new[image_id] = phash
-            if new:
-                start = len(self._ids)
-                self._position.update((image_id, start + n) for n, image_id in enumerate(new))
-                self._ids = np.concatenate([self._ids, np.fromiter(new.keys(), dtype=np.int64, count=len(new))])
-                signed = np.fromiter(new.values(), dtype=np.int64, count=len(new))
-                self._hashes = np.concatenate([self._hashes, signed.view(np.uint64)])
+        self._rows.upsert((image_id, np.int64(phash).view(np.uint64)) for image_id, phash in rows)
 
     def hash_of(self, image_id: int) -> int | None:
-        with self._lock:
-            at = self._position.get(image_id)
-            return None if at is None else int(self._hashes[at].view(np.int64))
+        row = self._rows.row(image_id)
+        return None if row is None else int(row.view(np.int64))
 
     def near(self, phash: int, max_distance: int = DUPLICATE_MAX_DISTANCE,
              limit: int = 10_000) -> list[tuple[int, int]]:
         """(image id, distance) of the images within ``max_distance`` bits of ``phash``, closest first."""
-        with self._lock:
-            ids, hashes = self._ids, self._hashes
+        ids, hashes = self._rows.snapshot()
         distances = np.bitwise_count(hashes ^ np.int64(phash).view(np.uint64))
         found = np.flatnonzero(distances <= max_distance)
         order = found[np.argsort(distances[found], kind="stable")][:limit]

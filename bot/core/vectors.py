@@ -9,10 +9,11 @@ from the stored vectors. Nothing to build or keep on disk: it is filled from the
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 
 import numpy as np
+
+from bot.core.id_rows import IdRows
 
 DIM = 256
 #: How many codes the Hamming pass hands on to the exact cosine.
@@ -37,52 +38,30 @@ def sign_code(vector: np.ndarray) -> np.ndarray:
 
 
 class CodeIndex:
-    """Image id → sign code of its embedding; thread-safe; rows can be added or replaced at any time."""
+    """Image id → sign code of its embedding (four 64-bit words)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._ids = np.empty(0, dtype=np.int64)
-        self._codes = np.empty((0, DIM // 64), dtype=np.uint64)
-        self._position: dict[int, int] = {}
+        self._rows = IdRows(np.uint64, (DIM // 64,))
 
     def __len__(self) -> int:
-        return len(self._position)
+        return len(self._rows)
 
     def upsert(self, rows: Iterable[tuple[int, bytes]]) -> None:
-        new: dict[int, np.ndarray] = {}
-        with self._lock:
-            for image_id, data in rows:
-                code = sign_code(from_bytes(data))
-                at = self._position.get(image_id)
-                if at is not None:
-                    self._codes[at] = code
-                else:
-                    new[image_id] = code
-            if new:
-                start = len(self._ids)
-                self._position.update((image_id, start + n) for n, image_id in enumerate(new))
-                self._ids = np.concatenate([self._ids, np.fromiter(new.keys(), dtype=np.int64, count=len(new))])
-                self._codes = np.concatenate([self._codes, np.stack(list(new.values()))])
+        self._rows.upsert((image_id, sign_code(from_bytes(data))) for image_id, data in rows)
 
     def distances(self, image_id: int, others: Iterable[int]) -> dict[int, int] | None:
         """Sign-code Hamming distance from ``image_id`` to each of ``others`` in the index
         (``None`` when ``image_id`` itself is not; ids not in the index are left out)."""
-        with self._lock:
-            at = self._position.get(image_id)
-            if at is None:
-                return None
-            found = [(other, self._position[other]) for other in others if other in self._position]
-            if not found:
-                return {}
-            mine = self._codes[at]
-            codes = self._codes[[position for _, position in found]]
+        mine = self._rows.row(image_id)
+        if mine is None:
+            return None
+        known, codes = self._rows.rows(list(others))
         bits = np.bitwise_count(codes ^ mine).sum(axis=1)
-        return {other: int(b) for (other, _), b in zip(found, bits, strict=True)}
+        return {other: int(b) for other, b in zip(known, bits, strict=True)}
 
     def nearest(self, vector: np.ndarray, k: int = CANDIDATES) -> list[int]:
         """The ids of the ``k`` codes closest to ``vector``'s, closest first."""
-        with self._lock:
-            ids, codes = self._ids, self._codes
+        ids, codes = self._rows.snapshot()
         if not len(ids):
             return []
         bits = np.bitwise_count(codes ^ sign_code(vector))
