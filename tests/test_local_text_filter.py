@@ -158,6 +158,28 @@ class TestReadLines:
         assert [w.parent_id for w in words] == [0, 0, 1, 1]
         assert result.dropped == 2
 
+    def test_a_line_that_is_part_of_a_secret_is_kept_however_doubtful(self) -> None:
+        """A random-looking key is the filter's favourite doubt; dropping one half would leave the
+        other half, too short to be recognised, stored in clear."""
+        boxes = [self.box(0, 0, 300, 40), self.box(0, 60, 300, 40), self.box(0, 120, 300, 40)]
+        texts = ["aws_secret_access_key =", "wJalrXUtnFEMI/K7MDENG", "/bPxRfiCY3XAMPLEK3Y"]
+        doubtful = judge([CandidateLine(t, s, [(0.0, 0.0), (9.0, 0.0), (9.0, 1.0), (0.0, 1.0)], ())
+                          for t, s in zip(texts, [0.99, 0.97, 0.94], strict=True)])
+        assert not all(v.kept for v in doubtful)  # without the rule, part of the key would go
+
+        result = read_lines(boxes, texts, [0.99, 0.97, 0.94], [()] * 3, 600, 400)
+        assert [d.text for d in result.lines] == texts and result.dropped == 0
+
+    def test_a_failing_mirrored_re_read_leaves_the_first_verdicts(self) -> None:
+        def read_flipped(quads: list[list[Point]]) -> list[tuple[str, float]]:
+            raise RuntimeError("recogniser failed")
+
+        boxes = [self.box(0, 0, 300, 40), self.box(0, 300, 200, 40)]
+        result = read_lines(
+            boxes, ["Corner Bakery", "HOFCEB"], [0.99, 0.9], [(), ()], 600, 400, read_flipped=read_flipped
+        )
+        assert [d.text for d in result.lines][0] == "Corner Bakery"
+
     def test_only_doubtful_lines_are_read_again_flipped(self) -> None:
         asked: list[int] = []
 

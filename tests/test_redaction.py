@@ -144,3 +144,24 @@ def test_when_the_secret_check_fails_nothing_is_stored_and_a_retry_finishes_the_
     finished = core.show(failed.image_id)
     assert [f.kind for f in finished.sensitive] == ["aws-access-key"]
     assert AWS_KEY_ID not in json.dumps(finished.to_json())
+
+
+def test_a_second_secret_of_a_kind_already_found_is_still_masked_when_the_detector_finds_it() -> None:
+    from bot.core.insights import add_text_insights
+    from bot.core.types import PiiEntity
+
+    class Detector:
+        name = "stand-in"
+
+        def detect(self, text: str) -> list[PiiEntity]:
+            start = text.index("S3cretW1fi!")
+            return [PiiEntity("PASSWORD", 0.99, start, start + len("S3cretW1fi!"), kind="password",
+                              category="secret")]
+
+    analysis = protect(Analysis(provider="fake", text=detections("password: hunter22", "wifi key S3cretW1fi!")))
+    assert [f.kind for f in analysis.sensitive] == ["password"]  # the label's own password, masked
+
+    insights = add_text_insights(analysis, Detector())
+    stored = json.dumps([t.text for t in insights.text])
+    assert "hunter22" not in stored and "S3cretW1fi!" not in stored
+    assert sorted(f.kind for f in insights.sensitive) == ["password", "password"]

@@ -105,6 +105,11 @@ def test_a_token_does_not_run_on_into_the_words_after_it() -> None:
     assert tokens[0].line_ids == (0, 2)
 
 
+def test_a_token_read_in_pieces_is_covered_to_its_end_even_when_a_piece_looks_plain() -> None:
+    [token] = find_sensitive(lines("xoxa-2-123456789012-abcdefghijk lmnopqrstuvwxyz"))
+    assert token.kind == "slack-token" and token.spans == ((0, 0, 47),)
+
+
 def test_a_secret_key_split_over_lines_is_found_by_its_name_alone() -> None:
     console = find_sensitive(lines("Secret access key", f"{AWS_SECRET[:25]}", f"{AWS_SECRET[25:]}  Show"))
     named = find_sensitive(lines(f"aws_secret_access_key = {AWS_SECRET[:22]}", AWS_SECRET[22:]))

@@ -30,7 +30,9 @@ def add_text_insights(analysis: Analysis, detector: PiiDetector) -> Analysis:
     for line in lines:
         starts.append((line.id, offset, len(line.text)))
         offset += len(line.text) + 1
-    known = {f.kind for f in analysis.sensitive}
+    # Where imgbot's own detectors already found something; a second secret of the same kind elsewhere
+    # is still new (a password found by its label does not cover a wifi key further down).
+    covered = [span for f in analysis.sensitive for span in f.spans]
     found: dict[tuple[str, str], Finding] = {}
     values: set[str] = set()
     for entity in detector.detect(text):
@@ -39,13 +41,15 @@ def add_text_insights(analysis: Analysis, detector: PiiDetector) -> Analysis:
         kind, category = entity.kind, entity.category
         value = text[entity.begin:entity.end]
         compact = re.sub(r"\s", "", value)
-        if kind in known or not compact or "•" in value or "…" in value:
+        if not compact or "•" in value or "…" in value:
             continue
         spans: tuple[Span, ...] = tuple(
             (line_id, max(entity.begin - start, 0) , min(entity.end - start, length))
             for line_id, start, length in starts
             if entity.begin < start + length and entity.end > start
         )
+        if any(_overlap(span, seen) for span in spans for seen in covered):
+            continue
         finding = Finding(category, kind, mask(kind, value), spans, detector=detector.name,
                           score=round(entity.score * 100, 2))
         if finding.hides_text:
@@ -57,3 +61,8 @@ def add_text_insights(analysis: Analysis, detector: PiiDetector) -> Analysis:
     if not found:
         return analysis
     return mask_findings(analysis, list(found.values()), values)
+
+
+def _overlap(a: Span, b: Span) -> bool:
+    """Whether two (line id, start, end) spans share a character."""
+    return a[0] == b[0] and a[1] < b[2] and b[1] < a[2]

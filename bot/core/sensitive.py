@@ -161,6 +161,13 @@ _EXACT_SHAPES: dict[str, re.Pattern[str]] = {
     "slack-token": re.compile(r"xox[bp]-\d{8,14}-\d{8,14}-[A-Za-z0-9]{24}|xoxp-\d+-\d+-\d+-[a-f0-9]{32}"),
 }
 _RANDOM_LOOKING = re.compile(r"[0-9_./+=-]|[a-z].*[A-Z]|[A-Z].*[a-z]")
+#: A piece this long of a token's characters also continues it, however plain it looks: words that
+#: long are rare next to a key, and leaving a tail in clear is the worse mistake.
+_LONG_PIECE = re.compile(r"[A-Za-z0-9_-]{10,}")
+
+
+def _continues_token(text: str) -> bool:
+    return bool(_RANDOM_LOOKING.search(text) or _LONG_PIECE.fullmatch(text))
 
 
 def _token_secrets_at(tokens: Sequence[_Token], start: int) -> Iterator[tuple[str, Sequence[_Token]]]:
@@ -168,8 +175,8 @@ def _token_secrets_at(tokens: Sequence[_Token], start: int) -> Iterator[tuple[st
 
     Loose patterns (a Slack token, a JWT) keep matching when a window runs on into the next
     words, so a window that matches an exact known shape wins; otherwise the shortest match is
-    taken and extended only by pieces that look random (a key's tail cut off by the reader),
-    never by an ordinary word such as the next line's ``card``."""
+    taken and extended only by pieces that look random or are long runs of a token's characters (a
+    key's tail cut off by the reader), never by an ordinary word such as the next line's ``card``."""
     end_limit = min(len(tokens), start + MAX_WINDOW)
     for kind, pattern in _TOKEN_SECRETS:
         exact = _EXACT_SHAPES.get(kind)
@@ -184,7 +191,7 @@ def _token_secrets_at(tokens: Sequence[_Token], start: int) -> Iterator[tuple[st
                     break
                 continue
             if pattern.fullmatch(joined):
-                if found is None or _RANDOM_LOOKING.search(tokens[end].text):
+                if found is None or _continues_token(tokens[end].text):
                     found = end
                 else:
                     extending = False

@@ -137,18 +137,28 @@ def read_lines(
     verdicts = judge([candidate for candidate, _ in candidates])
     recheck = [i for i, ((c, _), v) in enumerate(zip(candidates, verdicts, strict=True)) if could_be_mirrored(c, v)]
     if read_flipped is not None and recheck:
-        flipped = read_flipped([list(candidates[i][0].quad) for i in recheck])
-        for i, reading in zip(recheck, flipped, strict=True):
-            candidates[i] = (replace(candidates[i][0], mirrored=reading), candidates[i][1])
-        verdicts = judge([candidate for candidate, _ in candidates])
-    dropped = [verdict.doubts for verdict in verdicts if not verdict.kept]
+        try:
+            flipped = read_flipped([list(candidates[i][0].quad) for i in recheck])
+        except Exception as err:  # noqa: BLE001 - a second opinion only: the first verdicts stand
+            log.warning("text: the mirrored re-read failed (%s); lines judged without it", type(err).__name__)
+        else:
+            for i, reading in zip(recheck, flipped, strict=False):
+                candidates[i] = (replace(candidates[i][0], mirrored=reading), candidates[i][1])
+            verdicts = judge([candidate for candidate, _ in candidates])
+    keep = [verdict.kept for verdict in verdicts]
+    if not all(keep):
+        # A random-looking key is the very kind of line the filter doubts: a line that is part of a
+        # secret or personal data is kept, so the masking that follows sees the whole of it.
+        for line_id in _sensitive_lines([candidate.text for candidate, _ in candidates]):
+            keep[line_id] = True
+    dropped = [verdict.doubts for verdict, kept_line in zip(verdicts, keep, strict=True) if not kept_line]
     if dropped:  # the doubts, not the text: what an image says may be private
         log.debug("text: dropped %d of %d lines as implausible: %s", len(dropped), len(verdicts), dropped)
     lines: list[TextDetection] = []
     words: list[TextDetection] = []
     kept: list[tuple[int, str, list[Point], Any, float]] = []
-    for (candidate, chars), verdict in zip(candidates, verdicts, strict=True):
-        if not verdict.kept:
+    for (candidate, chars), kept_line in zip(candidates, keep, strict=True):
+        if not kept_line:
             continue
         quad = list(candidate.quad)
         line_id = len(kept)
@@ -160,6 +170,14 @@ def read_lines(
             words.append(_detection(next_id, "WORD", word, word_score, word_quad, width, height, line_id))
             next_id += 1
     return TextResult(tuple(lines + words), dropped=len(dropped))
+
+
+def _sensitive_lines(texts: Sequence[str]) -> set[int]:
+    """Indexes of the lines that hold (part of) a secret or personal data, by imgbot's own detectors."""
+    from bot.core.sensitive import scan
+
+    probe = [TextDetection(i, "LINE", text, 100.0, BoundingBox(0.0, 0.0, 0.0, 0.0)) for i, text in enumerate(texts)]
+    return {line_id for finding in scan(probe).findings for line_id in finding.line_ids}
 
 
 def split_words(text: str, quad: list[Point], chars: Any, line_score: float) -> list[tuple[str, float, list[Point]]]:
