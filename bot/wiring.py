@@ -7,6 +7,7 @@ the worker call. It knows nothing of Slack or AWS itself.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import logging
 import threading
 import time
@@ -93,12 +94,13 @@ class Core:
                 self._embedder_checked = True
                 if self.settings.embeddings == "off":
                     return None
-                try:
-                    from bot.analyzers.local.embedding import ImageEmbedder
-                    from bot.analyzers.local.models import shared
-                except ImportError:
+                # The embedder's module imports its runtime lazily, so ask for the packages themselves.
+                if any(importlib.util.find_spec(module) is None for module in ("onnx", "onnxruntime")):
                     log.info("no image embeddings: the offline engine's extra is not installed (like: is off)")
                 else:
+                    from bot.analyzers.local.embedding import ImageEmbedder
+                    from bot.analyzers.local.models import shared
+
                     self._embedder = shared(ImageEmbedder)  # one model per process, however many cores
             return self._embedder
 
@@ -307,13 +309,10 @@ class Core:
         mine = stored.get(image_id)
 
         def alike(found: int, bits: int) -> bool:
-            if bits <= nearby.DUPLICATE_HASH_ALONE:
-                return True
-            if found in unlike and mine is not None:
-                return False
-            if mine is None or found not in stored:
-                return bits <= nearby.DUPLICATE_MAX_DISTANCE
-            return float(stored[found] @ mine) >= nearby.DUPLICATE_MIN_COSINE
+            similarity = float(stored[found] @ mine) if mine is not None and found in stored else None
+            if found in unlike:
+                similarity = 0.0  # its sign code is too far for cosine 0.82
+            return nearby.is_near_duplicate(bits, similarity)
 
         return [(found, bits) for found, bits in close if alike(found, bits)]
 

@@ -529,6 +529,7 @@ class _LabelPart:
 class _LikePart:
     """A positive ``like:`` term: scores each of its images by cosine × 100 (0 for any other)."""
 
+    image_id: int
     scores: tuple[tuple[int, float], ...]
 
 
@@ -554,7 +555,7 @@ def _score_parts(query: Query) -> list[_LabelPart | _TextPart | _LikePart]:
         elif isinstance(term, TextFilter):
             parts.append(_TextPart(term.phrase, True))
         elif isinstance(term, LikeFilter) and term.scores:
-            parts.append(_LikePart(term.scores))
+            parts.append(_LikePart(term.image_id, term.scores))
     return parts
 
 
@@ -567,7 +568,10 @@ def _like_score(part: _LikePart, ctx: _Context) -> ColumnElement[float]:
         found = cast(scores, postgresql.JSONB).op("->>")(cast(Image.id, Text))
     else:
         found = func.json_extract(scores, literal('$."') + cast(Image.id, Text) + literal('"'))
-    return func.coalesce(cast(found, Float), 0.0)
+    # Only when the caller may see the image asked about: else the order of other results
+    # (``like:42 OR has:labels``) would tell what a hidden image looks like.
+    shown = select(Sighting.id).where(Sighting.image_id == part.image_id, *ctx.visible()).exists()
+    return case((shown, func.coalesce(cast(found, Float), 0.0)), else_=0.0)
 
 
 def _score(parts: Sequence[_LabelPart | _TextPart | _LikePart], ctx: _Context) -> ColumnElement[float]:

@@ -35,6 +35,7 @@ from bot.analyzers.local.embedding import (
 )
 from bot.analyzers.local.models import Decoded
 from bot.core.looks import phash
+from bot.core.nearby import DUPLICATE_MAX_DISTANCE
 from bot.samples import sample_paths
 
 # --- fast: storage, projection, rule ----------------------------------------------------
@@ -88,7 +89,9 @@ def test_project_gives_unit_vectors_and_keeps_close_vectors_close() -> None:
 def test_the_duplicate_rule() -> None:
     assert is_near_duplicate(DUPLICATE_HASH_ALONE, None)
     assert is_near_duplicate(0, 0.0)
-    assert not is_near_duplicate(DUPLICATE_HASH_ALONE + 1, None)
+    assert is_near_duplicate(DUPLICATE_MAX_DISTANCE, None)  # no embedding: the hash alone decides
+    assert not is_near_duplicate(DUPLICATE_MAX_DISTANCE + 1, None)
+    assert not is_near_duplicate(DUPLICATE_HASH_ALONE + 1, 0.5)
     assert is_near_duplicate(DUPLICATE_HASH_WITH_EMBEDDING, DUPLICATE_MIN_COSINE)
     assert not is_near_duplicate(DUPLICATE_HASH_WITH_EMBEDDING, DUPLICATE_MIN_COSINE - 0.01)
     assert not is_near_duplicate(DUPLICATE_HASH_WITH_EMBEDDING + 1, 1.0)

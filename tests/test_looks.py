@@ -175,3 +175,47 @@ def test_a_long_running_process_loads_the_indexes_before_the_first_search(
         assert vectors is not None and len(vectors.index) == 2
     finally:
         started.database.dispose()
+
+
+def test_like_of_a_hidden_image_does_not_order_what_the_caller_can_see(core: Core) -> None:
+    photo = Image.open(SAMPLES / "cat-chelsea.jpg").convert("RGB")
+    hidden = ingest(core, encoded(photo, "JPEG", quality=95), "cat.jpg", channel="C0PRIVATE1")
+    w, h = photo.size
+    crop = ingest(core, encoded(photo.crop((0, 0, int(w * 0.9), int(h * 0.9))), "JPEG", quality=85), "crop.jpg")
+    others = [ingest(core, (SAMPLES / name).read_bytes(), name) for name in ("coffee.jpg", "rocket.jpg")]
+
+    as_owner = core.search(f"like:{hidden} OR has:labels", channels=["C0PRIVATE1", "C0PUBLIC01"], per_page=10)
+    as_outsider = core.search(f"like:{hidden} OR has:labels", channels=["C0PUBLIC01"], per_page=10)
+
+    assert as_owner.hits[0].image.id == crop and as_owner.hits[0].score > 50
+    assert {hit.image.id for hit in as_outsider.hits} == {crop, *others}
+    assert all(hit.score == as_outsider.hits[0].score for hit in as_outsider.hits)  # no cosine leaks into the order
+
+
+def test_flat_pictures_are_not_near_duplicates_of_each_other(core: Core) -> None:
+    from bot.core.nearby import duplicate_groups, uninformative
+
+    teal = ingest(core, solid((0, 128, 128)), "teal.png")
+    red = ingest(core, solid((250, 10, 10)), "red.png")
+    record = core.show(teal)
+    assert record.phash is not None and uninformative(record.phash)  # every flat colour hashes alike
+    assert core.near_duplicates(teal) == [] and found(core, f"dupes:{red}") == set()
+    assert duplicate_groups({teal: record.phash, red: record.phash}) == []
+
+
+def test_a_damaged_stored_embedding_costs_only_its_own_image(core: Core, caplog: pytest.LogCaptureFixture) -> None:
+    from sqlalchemy import update
+
+    from db.models import ImageEmbedding
+
+    photo = Image.open(SAMPLES / "cat-chelsea.jpg").convert("RGB")
+    cat = ingest(core, encoded(photo, "JPEG", quality=95), "cat.jpg")
+    copy = ingest(core, encoded(photo.resize((photo.width // 2, photo.height // 2)), "JPEG", quality=80), "small.jpg")
+    broken = ingest(core, (SAMPLES / "coffee.jpg").read_bytes(), "coffee.jpg")
+    with core.database.transaction() as session:
+        session.execute(update(ImageEmbedding).where(ImageEmbedding.image_id == broken).values(vector=b"\x00" * 511))
+
+    assert found(core, f"like:{cat}") == {copy}  # the damaged row is left out, the rest still ranks
+    assert found(core, f"like:{broken}") == set()
+    assert copy in found(core, f"dupes:{cat}")
+    assert f"image={broken} embedding unreadable" in caplog.text

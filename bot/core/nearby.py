@@ -24,6 +24,22 @@ DUPLICATE_HASH_WITH_EMBEDDING = 24
 DUPLICATE_MIN_COSINE = 0.82
 
 
+def is_near_duplicate(hash_distance: int, similarity: float | None) -> bool:
+    """The rule: close by hash alone, or close by hash and alike by embedding (``similarity``, the
+    embeddings' cosine); ``None`` when either image has no embedding, and then the hash alone decides."""
+    if hash_distance <= DUPLICATE_HASH_ALONE:
+        return True
+    if similarity is None:
+        return hash_distance <= DUPLICATE_MAX_DISTANCE
+    return hash_distance <= DUPLICATE_HASH_WITH_EMBEDDING and similarity >= DUPLICATE_MIN_COSINE
+
+
+def uninformative(phash: int) -> bool:
+    """A hash with at most one bit set says nothing: every flat colour and smooth gradient has it, so
+    it would make a blank slide a "duplicate" of every other blank picture."""
+    return (phash & 0xFFFF_FFFF_FFFF_FFFF).bit_count() <= 1
+
+
 def to_signed(value: int) -> int:
     """A 64-bit hash as the signed integer a BIGINT column holds."""
     return value - (1 << 64) if value >= 1 << 63 else value
@@ -39,7 +55,8 @@ class HashIndex:
         return len(self._rows)
 
     def upsert(self, rows: Iterable[tuple[int, int]]) -> None:
-        """Add (image id, signed pHash) rows; an id already known gets its new hash."""
+        """Add (image id, signed pHash) rows; an id already known gets its new hash. Uninformative hashes
+        are kept too (so a changed image replaces its old hash), but ``near`` never matches them."""
         self._rows.upsert((image_id, np.int64(phash).view(np.uint64)) for image_id, phash in rows)
 
     def hash_of(self, image_id: int) -> int | None:
@@ -48,10 +65,13 @@ class HashIndex:
 
     def near(self, phash: int, max_distance: int = DUPLICATE_MAX_DISTANCE,
              limit: int = 10_000) -> list[tuple[int, int]]:
-        """(image id, distance) of the images within ``max_distance`` bits of ``phash``, closest first."""
+        """(image id, distance) of the images within ``max_distance`` bits of ``phash``, closest first
+        (nothing for an uninformative hash, and never an image whose own hash is)."""
+        if uninformative(phash):
+            return []
         ids, hashes = self._rows.snapshot()
         distances = np.bitwise_count(hashes ^ np.int64(phash).view(np.uint64))
-        found = np.flatnonzero(distances <= max_distance)
+        found = np.flatnonzero((distances <= max_distance) & (np.bitwise_count(hashes) > 1))
         order = found[np.argsort(distances[found], kind="stable")][:limit]
         return [(int(ids[i]), int(distances[i])) for i in order]
 
@@ -61,6 +81,7 @@ def duplicate_groups(hashes: dict[int, int], max_distance: int = DUPLICATE_MAX_D
     """Groups (two or more ids, smallest first) of images linked by near-duplicate hashes, largest group first.
 
     All pairs at once, in chunks: 10,000 images are 100 million comparisons, a fraction of a second."""
+    hashes = {image_id: phash for image_id, phash in hashes.items() if not uninformative(phash)}
     ids = np.fromiter(hashes.keys(), dtype=np.int64, count=len(hashes))
     values = np.fromiter(hashes.values(), dtype=np.int64, count=len(hashes)).view(np.uint64)
     parent = list(range(len(ids)))

@@ -9,11 +9,14 @@ from the stored vectors. Nothing to build or keep on disk: it is filled from the
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
 from bot.core.id_rows import IdRows
+
+log = logging.getLogger("imgbot.looks")
 
 DIM = 256
 #: How many codes the Hamming pass hands on to the exact cosine.
@@ -27,9 +30,25 @@ CANDIDATES = 2000
 DUPLICATE_MAX_CODE_BITS = 90
 
 
+STORED_BYTES = DIM * 2  # little-endian float16
+
+
 def from_bytes(data: bytes) -> np.ndarray:
-    """A stored embedding (little-endian float16) as float32."""
+    """A stored embedding (little-endian float16) as float32; ``ValueError`` for any other length."""
+    if len(data) != STORED_BYTES:
+        raise ValueError(f"an embedding is {STORED_BYTES} bytes, this one {len(data)}")
     return np.frombuffer(data, dtype="<f2").astype(np.float32)
+
+
+def readable(rows: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, np.ndarray]]:
+    """(image id, vector) of the stored rows that are whole; a damaged row is logged and left out, so
+    one bad row costs its image's "more like this", not everyone's."""
+    for image_id, data in rows:
+        try:
+            yield image_id, from_bytes(data)
+        except ValueError as err:
+            log.warning("image=%s embedding unreadable (%s): left out; imgbot rescan-images redoes it",
+                        image_id, err)
 
 
 def sign_code(vector: np.ndarray) -> np.ndarray:
@@ -47,7 +66,7 @@ class CodeIndex:
         return len(self._rows)
 
     def upsert(self, rows: Iterable[tuple[int, bytes]]) -> None:
-        self._rows.upsert((image_id, sign_code(from_bytes(data))) for image_id, data in rows)
+        self._rows.upsert((image_id, sign_code(vector)) for image_id, vector in readable(rows))
 
     def distances(self, image_id: int, others: Iterable[int]) -> dict[int, int] | None:
         """Sign-code Hamming distance from ``image_id`` to each of ``others`` in the index

@@ -84,6 +84,13 @@ from PIL import Image
 
 from bot.analyzers.local.labels import MODEL_FILE
 from bot.analyzers.local.models import Decoded, LazyModel, _to_rgb, package_version
+from bot.core.nearby import (
+    DUPLICATE_HASH_ALONE,
+    DUPLICATE_HASH_WITH_EMBEDDING,
+    DUPLICATE_MIN_COSINE,
+    is_near_duplicate,
+)
+from bot.core.vectors import from_bytes
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -127,25 +134,6 @@ def preprocess(image: Image.Image) -> np.ndarray:
     return array.transpose(2, 0, 1)[None]
 #: Stored byte order and type.
 STORED_DTYPE: Final = np.dtype("<f2")
-
-#: pHash distances (bits of 64) at or below this make two images near-duplicates on their own.
-DUPLICATE_HASH_ALONE: Final = 6
-#: Up to this pHash distance, two images are near-duplicates if their embeddings also agree...
-DUPLICATE_HASH_WITH_EMBEDDING: Final = 24
-#: ...that is, if the cosine of their 256-d embeddings is at least this.
-DUPLICATE_MIN_COSINE: Final = 0.82
-
-
-def is_near_duplicate(hash_distance: int, similarity: float | None) -> bool:
-    """The rule above; ``similarity`` (the embeddings' cosine) is ``None`` when either image has none."""
-    if hash_distance <= DUPLICATE_HASH_ALONE:
-        return True
-    return (
-        similarity is not None
-        and hash_distance <= DUPLICATE_HASH_WITH_EMBEDDING
-        and similarity >= DUPLICATE_MIN_COSINE
-    )
-
 
 # --- the projection and storage --------------------------------------------------------
 
@@ -196,13 +184,6 @@ def to_bytes(vector: np.ndarray) -> bytes:
     if array.shape != (EMBEDDING_DIM,):
         raise ValueError(f"expected a {EMBEDDING_DIM}-d vector, got shape {array.shape}")
     return array.astype(STORED_DTYPE).tobytes()
-
-
-def from_bytes(data: bytes) -> np.ndarray:
-    """The float32 vector ``to_bytes`` stored."""
-    if len(data) != EMBEDDING_DIM * STORED_DTYPE.itemsize:
-        raise ValueError(f"expected {EMBEDDING_DIM * STORED_DTYPE.itemsize} bytes, got {len(data)}")
-    return np.frombuffer(data, dtype=STORED_DTYPE).astype(np.float32)
 
 
 # --- the model ------------------------------------------------------------------------------
