@@ -322,8 +322,9 @@ class Core:
         return vectors.similar(image_id, limit) if vectors is not None else []
 
     def rescan_looks(self, on_image: Callable[[int, bool], None] | None = None) -> tuple[int, int]:
-        """Colours, quality and a hash for analysed images that have none (analysed before they existed),
-        from their stored originals. Returns (done, failed); ``on_image(image_id, ok)`` after each."""
+        """Colours, quality, a hash and an embedding for analysed images that lack them (analysed before
+        they existed, or by another embedding model), from their stored originals; colours already
+        stored (Rekognition's) are kept. Returns (done, failed); ``on_image(image_id, ok)`` after each."""
         from bot.core.intake import prepare_image
         from bot.core.looks import look
         from bot.core.types import Analysis
@@ -341,7 +342,9 @@ class Core:
                 try:
                     prepared = prepare_image(self.storage.get(key), max_bytes=self.settings.max_bytes,
                                              max_pixels=self.settings.max_pixels, sha256=sha256)
-                    seen = look(prepared, Analysis(provider="stored"), self.embedder)
+                    with self.database.engine.connect() as connection:  # Rekognition's colours stay
+                        stored = visuals.stored_properties(connection, image_id)
+                    seen = look(prepared, Analysis(provider="stored", properties=stored), self.embedder)
                 except Exception as err:  # one unreadable original fails alone
                     log.warning("image=%s colours and quality not computed: %r", image_id, err)
                     failed += 1

@@ -42,6 +42,13 @@ def rows(image_id: int, properties: ImageProperties | None, phash: int | None,
     return [*found, (VISUALS, [visual]), (COLORS, colors)]
 
 
+def stored_properties(connection: Connection, image_id: int) -> ImageProperties | None:
+    """The colours and quality stored for one image, if any."""
+    visual = connection.execute(select(VISUALS).where(VISUALS.c.image_id == image_id)).first()
+    colors = connection.execute(select(COLORS).where(COLORS.c.image_id == image_id).order_by(COLORS.c.rank)).all()
+    return to_properties(visual, colors)
+
+
 def to_properties(visual: Any, colors: Sequence[Any]) -> ImageProperties | None:
     """From an ORM or plain row of ``image_visuals`` and the image's ``image_colors`` rows (in rank order)."""
     if visual is None:

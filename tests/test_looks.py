@@ -120,7 +120,26 @@ def test_rescan_images_gives_older_images_their_colours_and_hash(env, tmp_path):
 
     assert code == 0 and "for 2 images" in out
     assert [Path(hit["source"]).name for hit in json.loads(run("search", "color:teal", "--json")[1])] == ["teal.png"]
+    assert all(len(json.loads(run("show", str(n), "--json")[1])["phash"]) == 16 for n in (1, 2))
     assert "for 0 images" in run("rescan-images", "--no-progress")[1]
+
+
+def test_rescan_images_adds_a_missing_embedding_and_keeps_rekognitions_colours(core: Core) -> None:
+    from sqlalchemy import delete, update
+
+    from db.models import ImageEmbedding, ImageVisual
+
+    image_id = ingest(core, (SAMPLES / "coffee.jpg").read_bytes(), "coffee.jpg")
+    with core.database.transaction() as session:
+        session.execute(update(ImageVisual).where(ImageVisual.image_id == image_id).values(source="rekognition"))
+        session.execute(delete(ImageEmbedding))
+
+    assert core.rescan_looks() == (1, 0)
+
+    properties = core.show(image_id).properties
+    assert properties is not None and properties.source == "rekognition"
+    with core.database.transaction() as session:
+        assert session.query(ImageEmbedding).count() == 1
 
 
 def test_like_ranks_by_how_alike_images_look_and_dupes_links_a_cropped_captioned_copy(core: Core) -> None:
