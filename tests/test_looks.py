@@ -87,7 +87,7 @@ def test_dupes_links_resized_and_recompressed_copies_not_other_photos_and_respec
     assert found(core, f"dupes:{original}", channels=["C0PUBLIC01"]) == {resized}
     assert found(core, f"dupes:{private_copy}", channels=["C0PUBLIC01"]) == set()  # asked about an unseen image
     assert other not in found(core, f"dupes:{original}") and found(core, f"dupes:{other}") == set()
-    assert [image_id for image_id, _ in core.near_duplicates(resized)][:2] != []
+    assert {image_id for image_id, _ in core.near_duplicates(resized)} == {original, private_copy}
 
 
 def test_bad_colour_and_quality_terms_say_what_is_wrong(core: Core) -> None:

@@ -78,7 +78,6 @@ def test_lab_conversion_matches_reference_values() -> None:
 ])
 def test_simplified_colour_names(code: str, simplified: str) -> None:
     assert simplified_color_name(hex_rgb(code)) == simplified
-    assert simplified in SIMPLIFIED_COLORS
 
 
 @pytest.mark.parametrize(("rgb", "css"), [
@@ -141,11 +140,6 @@ def test_many_colours_are_capped_and_sorted() -> None:
     assert [c.pixel_percent for c in colours] == sorted((c.pixel_percent for c in colours), reverse=True)
     assert len(image_properties(stripes, max_colors=3).dominant_colors) == 3
     assert image_properties(stripes, max_colors=0).dominant_colors == ()
-
-
-def test_palettes_are_stable() -> None:
-    photo = Image.open(PHOTOS[0])
-    assert image_properties(photo) == image_properties(photo.copy())
 
 
 def test_transparent_pixels_are_not_colours() -> None:
