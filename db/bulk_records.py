@@ -114,7 +114,7 @@ def _load_batch(session: Session, ids: list[int], narrow: bool, label_min: float
     images = session.connection().execute(
         select(image.id, image.sha256, image.status, image.byte_size, image.format, image.width, image.height,
                image.storage_key, image.storage_uri, image.created_at, image.analyzed_at, image.failure_reason,
-               image.provider)
+               image.provider, image.person_count)
         .where(one_of(image.id, ids, session.get_bind().dialect.name))
     ).all()
     if not images:
@@ -172,6 +172,7 @@ def _load_batch(session: Session, ids: list[int], narrow: bool, label_min: float
             sensitive=tuple(found.get(row.id, none)),
             properties=_properties(looks[row.id][0], colours.get(row.id, none)) if row.id in looks else None,
             phash=looks[row.id][0].phash if row.id in looks else None,
+            person_count=row.person_count,
         )
         for row in images
     }

@@ -533,6 +533,7 @@ def _to_record(
         sensitive=tuple(findings.to_finding(row) for row in image.sensitive_findings),
         properties=visuals.to_properties(image.visual, image.colors),
         phash=image.visual.phash if image.visual is not None else None,
+        person_count=image.person_count,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from sqlalchemy import select
@@ -86,7 +87,9 @@ def test_a_report_over_channels_counts_an_image_in_several_of_them_once(
     fast = core.report("", channels=["C0ONE", "C0TWO", "C0THREE"])
     counted = core.report("conf>=75", channels=["C0ONE", "C0TWO", "C0THREE"])  # the row-by-row path
 
-    assert fast.counts == counted.counts
+    assert fast.totals is not None and counted.totals is not None
+    assert dataclasses.replace(fast.totals, with_people=None, people=None) == dataclasses.replace(
+        counted.totals, with_people=None, people=None)  # the kept counts do not count people
     assert fast.totals.images == 3 and fast.totals.with_text == 1 and fast.totals.flagged == 1
     assert [(c.name, c.images) for c in fast.top_labels] == [(c.name, c.images) for c in counted.top_labels]
     assert [(c.name, c.images) for c in fast.top_labels] == [("Cat", 2), ("Dog", 1)]

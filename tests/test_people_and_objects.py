@@ -148,13 +148,19 @@ def test_reports_count_people(core: Core, fake_analyzer: FakeAnalyzer) -> None:
         fake_analyzer.script(data, labels=[("Outdoors", 90.0)], people=count)
         ingest(core, data, f"team-{count}.jpg")
 
-    data = core.report("", title="Team photos")
+    data = core.report("people>0 OR people:0", title="Team photos")
     assert data.counts.with_people == 2 and data.counts.people == 5
     assert "- With people: 2 (5 people in all)" in render_report(data, "md")
-    rows = render_report(data, "csv").splitlines()
+    assert json.loads(render_report(data, "json"))["totals"]["people"] == 5
+
+    narrow = core.report("", full_records=False)  # what Markdown and CSV reports load: labels without boxes
+    rows = render_report(narrow, "csv").splitlines()
     people = rows[0].split(",").index("people")
     assert sorted(row.split(",")[people] for row in rows[1:]) == ["0", "2", "3"]
-    assert json.loads(render_report(data, "json"))["totals"]["people"] == 5
+
+    in_channels = core.report("", channels=["C0PUBLIC01"], full_records=False)  # /imgreport's kept counts
+    assert in_channels.counts.people is None  # not counted there, so not claimed over every match
+    assert "- With people: 2 of the 3 listed analysed images (5 people)" in render_report(in_channels, "md")
 
 
 def test_migration_0010_counts_the_people_of_images_analysed_before_it(empty_database) -> None:  # type: ignore[no-untyped-def]
@@ -168,13 +174,14 @@ def test_migration_0010_counts_the_people_of_images_analysed_before_it(empty_dat
     now = datetime(2026, 1, 1, tzinfo=UTC)
     box = {"box": {"Left": 0.1, "Top": 0.1, "Width": 0.2, "Height": 0.5}, "confidence": 90.0}
     with empty_database.engine.begin() as connection:
-        for image_id in (1, 2, 3):
+        for image_id in (1, 2, 3, 4):
             connection.execute(text(
                 "INSERT INTO images (id, sha256, byte_size, status, failure_retryable, attempts, label_count, "
                 "text_line_count, face_count, max_moderation_confidence, created_at, updated_at) "
                 "VALUES (:id, :sha, 10, 'done', false, 1, 1, 0, 0, 0, :now, :now)"),
                 {"id": image_id, "sha": str(image_id) * 64, "now": now})
-        for image_id, name, instances in ((1, "Person", [box] * 3), (2, "Person", []), (3, "Cat", [box])):
+        for image_id, name, instances in ((1, "Person", [box] * 3), (2, "Person", []), (3, "Cat", [box]),
+                                          (4, "Person", []), (4, "Face", [box] * 2)):
             connection.execute(text(
                 "INSERT INTO labels (image_id, name, confidence, parents, aliases, categories, instances) "
                 "VALUES (:id, :name, 90, '[]', '[]', '[]', :instances)"),
@@ -184,7 +191,7 @@ def test_migration_0010_counts_the_people_of_images_analysed_before_it(empty_dat
 
     with empty_database.engine.connect() as connection:
         counts = {row[0]: row[1] for row in connection.execute(text("SELECT id, person_count FROM images"))}
-    assert counts == {1: 3, 2: 1, 3: 0}
+    assert counts == {1: 3, 2: 1, 3: 0, 4: 2}  # 4: the offline engine boxed only faces before
 
 
 def test_a_face_with_no_body_around_it_counts_only_when_the_detector_is_sure(engine: LocalAnalyzer) -> None:
@@ -207,3 +214,22 @@ def test_a_face_with_no_body_around_it_counts_only_when_the_detector_is_sure(eng
     assert labels(80.0, body=False) == {}  # a pattern that looks like a face: nothing
     assert labels(95.0, body=False) == {"Person": 1, "Face": 1, "Head": 0}  # a close-up portrait
     assert labels(80.0, body=True) == {"Person": 1, "Face": 1, "Head": 0}  # the body box holds the face
+
+
+def test_people_are_only_ever_counted_from_boxes_and_object_parents_keep_their_own_parents(
+        engine: LocalAnalyzer) -> None:
+    from bot.analyzers.local.faces import FaceResult
+    from bot.analyzers.local.labels import Classification
+    from bot.analyzers.local.objects import DetectedObject, ObjectResult
+    from bot.analyzers.local.ocr import TextResult
+    from bot.core.types import BoundingBox
+
+    engine.labeler.load()
+    groom = Classification(np.zeros(1000, dtype=np.float32), {"Person": 0.9}, {"Person": 90.0}, (), {})
+    cat = ObjectResult((DetectedObject("Cat", BoundingBox(0.1, 0.1, 0.5, 0.5), 0.9),))
+    found = {label.name: label for label in
+             engine._labels(groom, cat, FaceResult((), 1024), TextResult(()), (), 50.0)}
+
+    assert "Person" not in found  # a classifier's "groom" with no box is no one to count
+    assert found["Cat"].parents[:3] == ("Mammal", "Pet", "Animal")
+    assert "Pet" not in found["Mammal"].parents  # Cat's list of parents is not a chain

@@ -6,7 +6,6 @@ caller ever holds a live ORM object (or a session) outside a transaction.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -76,11 +75,13 @@ class ImageRecord:
     sensitive: tuple[Finding, ...] = ()
     properties: ImageProperties | None = None
     phash: int | None = None
+    #: As stored with the analysis; ``None`` in a record built without it (then counted from the labels).
+    person_count: int | None = None
 
     @property
     def people(self) -> int:
         """How many people it shows (the Person label's boxes)."""
-        return people_count(self.labels)
+        return self.person_count if self.person_count is not None else people_count(self.labels)
 
     @property
     def quality_flags(self) -> tuple[str, ...]:
@@ -299,14 +300,11 @@ class ReportData:
     @property
     def counts(self) -> ReportTotals:
         """The totals, or when there are none, the same counts over the listed images."""
-        listed = ReportTotals(images=len(self.images), analysed=len(self.analysed), failed=len(self.failed),
-                              with_text=len(self.with_text), flagged=len(self.flagged),
-                              with_people=len(self.with_people), people=sum(i.people for i in self.with_people))
-        if self.totals is None:
-            return listed
-        if self.totals.people is None:  # the kept per-channel counts do not count people: count the listed
-            return dataclasses.replace(self.totals, with_people=listed.with_people, people=listed.people)
-        return self.totals
+        if self.totals is not None:
+            return self.totals  # people left None by the kept per-channel counts, which do not count them
+        return ReportTotals(images=len(self.images), analysed=len(self.analysed), failed=len(self.failed),
+                            with_text=len(self.with_text), flagged=len(self.flagged),
+                            with_people=len(self.with_people), people=sum(i.people for i in self.with_people))
 
     @functools.cached_property
     def analysed(self) -> tuple[ImageRecord, ...]:

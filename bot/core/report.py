@@ -101,7 +101,12 @@ def _render_md(data: ReportData) -> str:
     counts = data.counts
     out.append(f"- Images: {counts.images} ({counts.analysed} analysed, {counts.failed} failed)")
     out.append(f"- With text: {counts.with_text}")
-    out.append(f"- With people: {counts.with_people} ({counts.people} people in all)")
+    if counts.people is not None:
+        out.append(f"- With people: {counts.with_people} ({counts.people} people in all)")
+    else:
+        listed_people = sum(image.people for image in data.with_people)
+        out.append(f"- With people: {len(data.with_people)} of the {len(data.analysed)} listed analysed images "
+                   f"({listed_people} people)")
     out.append(f"- Flagged: {counts.flagged} (moderation confidence at least {data.moderation_min_confidence:g})")
     if data.note:
         out.append(f"- Note: {_md(data.note)}")

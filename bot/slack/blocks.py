@@ -369,7 +369,7 @@ def report_summary(data: ReportData, *, requested_by: str | None = None, label_l
     counts = (
         f"*Images analysed:* {len(data.analysed)}\n"
         f"*Images with text:* {len(data.with_text)}\n"
-        f"*Images with people:* {data.counts.with_people} ({data.counts.people} people)\n"
+        f"*Images with people:* {len(data.with_people)} ({sum(i.people for i in data.with_people)} people)\n"
         f"*Flagged images:* {len(data.flagged)}{review}\n"
         f"*Showing secrets or card numbers:* {sum(1 for i in data.analysed if hidden_kinds(i))} "
         f"(personal data: {sum(1 for i in data.analysed if any(not f.hides_text for f in i.sensitive))})\n"

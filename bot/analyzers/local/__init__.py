@@ -197,8 +197,8 @@ class LocalAnalyzer:
             best = max(i.confidence for i in instances)
             parents, categories = taxonomy_of[name]
             add(name, best, parents, categories, instances)
-            for depth, parent in enumerate(parents):
-                add(parent, best, parents[depth + 1:], categories)
+            for parent in parents:  # a parent's own parents come from the label map, as the classifier's do
+                add(parent, best, (), categories)
 
         # People: the detector's bodies, plus any face no body box holds (a close-up portrait). A face
         # with no body around it is more often a pattern that looks like one, so it must be surer.
@@ -209,6 +209,10 @@ class LocalAnalyzer:
         people += [LabelInstance(f.box, f.confidence) for f in lone_faces]
         if people:
             add("Person", max(p.confidence for p in people), (), ("Person Description",), tuple(people))
+        else:
+            # The few ImageNet classes under Person (a groom, a scuba diver) are never counted as people
+            # without a box: the count of people is the count of boxes.
+            confidence.pop("Person", None)
         if seen_faces:
             best = max(f.confidence for f in seen_faces)
             instances = tuple(LabelInstance(f.box, f.confidence) for f in seen_faces)

@@ -35,7 +35,7 @@ NMS_IOU = 0.45
 MIN_SIDE_SHARE = 0.01
 
 #: ``detection_confidence(score) = sigmoid(SLOPE * logit(score) + OFFSET)``: set (not fitted) so that
-#: YOLOX's own display threshold, 0.3, lands just above the store floor (55) and a sure box (0.9)
+#: YOLOX's own display threshold, 0.3, lands at 55, just above the store floor (50), and a sure box (0.9)
 #: at 95, the range Rekognition gives boxes it draws.
 SCORE_SLOPE = 0.901
 SCORE_OFFSET = 0.963
