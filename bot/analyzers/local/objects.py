@@ -167,16 +167,16 @@ class ObjectDetector(LazyModel[ObjectResult]):
         return np.concatenate(cells).astype(np.float32), np.concatenate(strides).astype(np.float32)
 
     @staticmethod
-    def letterbox(image: Decoded) -> tuple[np.ndarray, float]:
-        """The network's input and the scale from analysis-copy pixels to input pixels."""
+    def letterbox(image: Decoded) -> np.ndarray:
+        """The network's input: the image at most 416 px long, top-left on a grey square."""
         bgr = image.bgr(INPUT_SIDE)  # longest side <= 416, aspect kept
         height, width = bgr.shape[:2]
         canvas = np.full((INPUT_SIDE, INPUT_SIDE, 3), PAD_VALUE, dtype=np.float32)
         canvas[:height, :width] = bgr
-        return canvas.transpose(2, 0, 1)[None], max(width, height) / INPUT_SIDE
+        return canvas.transpose(2, 0, 1)[None]
 
     def _predict(self, image: Decoded) -> ObjectResult:
-        batch, _ = self.letterbox(image)
+        batch = self.letterbox(image)
         rows = self.session.run(None, {self.input_name: batch})[0][0]
         fitted = image.fit(INPUT_SIDE)
         return ObjectResult(decode(rows, self.grid, fitted.width, fitted.height))
@@ -204,33 +204,16 @@ def decode(
     size = np.exp(np.clip(rows[:, 2:4], -10, 10)) * strides
     boxes = np.concatenate((centre - size / 2, centre + size / 2), axis=1)  # x1 y1 x2 y2, input pixels
     boxes = np.clip(boxes, 0, [width, height, width, height])
+    import cv2  # the engine's extra already needs OpenCV (faces); its per-class NMS is the standard one
+
+    xywh = np.column_stack((boxes[:, :2], boxes[:, 2:] - boxes[:, :2]))
+    kept = cv2.dnn.NMSBoxesBatched(xywh.tolist(), score.tolist(), best.tolist(), MIN_SCORE, NMS_IOU)
     found: list[DetectedObject] = []
-    for cls in np.unique(best):
-        members = np.flatnonzero(best == cls)
-        for i in _nms(boxes[members], score[members]):
-            x1, y1, x2, y2 = (float(v) for v in boxes[members[i]])
-            if (x2 - x1) < MIN_SIDE_SHARE * width or (y2 - y1) < MIN_SIDE_SHARE * height:
-                continue
-            box = BoundingBox(left=x1 / width, top=y1 / height, width=(x2 - x1) / width, height=(y2 - y1) / height)
-            found.append(DetectedObject(COCO_CLASSES[int(cls)][0], box, float(score[members[i]])))
+    for i in np.asarray(kept, dtype=np.int64).reshape(-1):
+        x1, y1, x2, y2 = (float(v) for v in boxes[i])
+        if (x2 - x1) < MIN_SIDE_SHARE * width or (y2 - y1) < MIN_SIDE_SHARE * height:
+            continue
+        box = BoundingBox(left=x1 / width, top=y1 / height, width=(x2 - x1) / width, height=(y2 - y1) / height)
+        found.append(DetectedObject(COCO_CLASSES[int(best[i])][0], box, float(score[i])))
     found.sort(key=lambda o: -o.score)
     return tuple(found)
-
-
-def _nms(boxes: np.ndarray, scores: np.ndarray) -> list[int]:
-    """Indices kept by greedy non-maximum suppression, best first."""
-    order = np.argsort(-scores)
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    kept: list[int] = []
-    while order.size:
-        i = int(order[0])
-        kept.append(i)
-        rest = order[1:]
-        x1 = np.maximum(boxes[i, 0], boxes[rest, 0])
-        y1 = np.maximum(boxes[i, 1], boxes[rest, 1])
-        x2 = np.minimum(boxes[i, 2], boxes[rest, 2])
-        y2 = np.minimum(boxes[i, 3], boxes[rest, 3])
-        overlap = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-        iou = overlap / np.maximum(areas[i] + areas[rest] - overlap, 1e-9)
-        order = rest[iou <= NMS_IOU]
-    return kept
