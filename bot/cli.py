@@ -478,7 +478,8 @@ def rescan_images(progress: bool | None) -> None:
             done, failed = core.rescan_looks(on_image=lambda _id, _ok: bar.update(task, advance=1))
     else:
         done, failed = core.rescan_looks()
-    click.echo(f"colours, quality and hashes for {done} image{'' if done == 1 else 's'}" + (f", {failed} failed (see the log)" if failed
+    images = "image" if done == 1 else "images"
+    click.echo(f"colours, quality and hashes for {done} {images}" + (f", {failed} failed (see the log)" if failed
                                                                    else ""))
     core.database.dispose()
     sys.exit(1 if failed else 0)
