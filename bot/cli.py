@@ -136,6 +136,7 @@ def analyze(paths: tuple[Path, ...], concurrency: int | None, progress: bool | N
 def _analyse_files(core: Any, files: list[Path], show_bar: bool) -> int:
     """Finish leftovers, analyse ``files``, print the summary; returns how many failed."""
     core.analyzer  # noqa: B018  (build it now: a configuration problem is one message, not one per image)
+    core.warm_models()
     started = time.perf_counter()
     counts = {"done": 0, "reused": 0, "failed": 0, "pending": 0, "resumed": 0}
     failures: list[tuple[str, str]] = []
@@ -512,6 +513,7 @@ def serve() -> None:
     from bot.slack.app import serve as serve_slack
 
     core = _core(settings)
+    core.warm_models()
     core.warm_indexes()
     serve_slack(settings, core)
 
@@ -530,6 +532,7 @@ def worker(once: bool, interval: float) -> None:
     _setup_logging(settings)
     core = _core(settings)
     if not once:
+        core.warm_models()
         core.warm_indexes()
     log = logging.getLogger("imgbot.worker")
     queue = build_queue(settings)

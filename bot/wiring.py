@@ -261,6 +261,26 @@ class Core:
                 self._vectors = EmbeddingCache(self.database.engine, embedder.version)
             return self._vectors
 
+    def warm_models(self) -> threading.Thread | None:
+        """Load the image embedder on a background thread, while the first images are stored and analysed.
+
+        Loading takes about a second, mostly importing ``onnx``. Left to the first image that needs
+        it, that second held up every image behind it at the start of a batch."""
+        embedder = self.embedder
+        load = getattr(embedder, "load", None)
+        if load is None:
+            return None
+
+        def warm() -> None:
+            try:
+                load()
+            except Exception as err:  # noqa: BLE001 - the first image to need it reports it
+                log.warning("image embedder not preloaded: %r", err)
+
+        thread = threading.Thread(target=warm, name="imgbot-model-warmup", daemon=True)
+        thread.start()
+        return thread
+
     def warm_indexes(self) -> threading.Thread:
         """Load the near-duplicate and "more like this" indexes on a background thread.
 

@@ -8,18 +8,21 @@ empty database on first use and refuses to run on an out-of-date one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.errors import ConfigError, SchemaOutOfDate
+from db.group_commit import GroupCommit
 
 log = logging.getLogger("imgbot.db")
+
+T = TypeVar("T")
 
 
 def normalise_url(url: str) -> URL:
@@ -38,6 +41,10 @@ class Database:
         self.url = normalise_url(url)
         self.engine: Engine = _create_engine(self.url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite writes one transaction at a time: the busiest writes go through one thread (see
+        # ``db.group_commit``). An in-memory database is one per connection, so it cannot.
+        self._writer = GroupCommit(self.transaction) if (
+            self.dialect == "sqlite" and self.shared_between_connections) else None
 
     @property
     def dialect(self) -> str:
@@ -54,6 +61,18 @@ class Database:
         with self._sessions() as session, session.begin():
             yield session
 
+    def write(self, work: Callable[[Session], T]) -> T:
+        """``work(session)`` in a write transaction, committed before this returns its result.
+
+        For the writes of every image (recording it, saving its results): on SQLite they are
+        committed together with other threads' (``GroupCommit``), elsewhere in a transaction of
+        their own. ``work`` may run twice (again alone after its batch failed), so it must only
+        touch the database."""
+        if self._writer is not None:
+            return self._writer.run(work)
+        with self.transaction() as session:
+            return work(session)
+
     def ensure_schema(self, *, auto_upgrade: bool = True) -> None:
         """Migrate an empty database; refuse one whose schema is not at head."""
         from db.migrate import current_revision, head_revision, upgrade
@@ -69,6 +88,8 @@ class Database:
         raise SchemaOutOfDate(current, head)
 
     def dispose(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
         self.engine.dispose()
 
 

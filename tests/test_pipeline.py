@@ -249,3 +249,52 @@ def test_saving_an_analysis_again_replaces_every_result_of_the_first(core, fake_
     assert [label.name for label in record.labels] == ["Dog"] and record.lines == () and record.people == 0
     assert {hit.image.id for hit in core.search("cat").hits} == set()
     assert {hit.image.id for hit in core.search("dog").hits} == {result.image_id}
+
+
+def test_a_new_image_is_recorded_with_its_storage_sighting_and_job_at_once(core):
+    """The arrival of a new image is one insert of the image (metadata, storage, lease, last seen) and one
+    of its sighting; the same bytes again find the image, add their sighting and take no second job."""
+    from sqlalchemy import event, select
+
+    from bot.core.intake import prepare_image
+    from bot.core.types import StoredObject
+    from db import channel_stats, models, queries
+
+    data = make_image(colour=(200, 20, 90))
+    prepared = prepare_image(data, max_bytes=10**8, max_pixels=10**8)
+    stored = StoredObject(key="ab/cd.png", uri="memory://ab/cd.png")
+    posted = Source.slack(team_id="T1", channel_id="C1", user_id="U1", file_id="F1", message_ts="1700000000.0001",
+                          name="a.png")
+    statements: list[str] = []
+    event.listen(core.database.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    first_seen = datetime.now(UTC)
+    with core.database.transaction() as session:
+        first = queries.record_arrival(session, sha256=prepared.sha256, byte_size=len(data), source=Source.file("/a"),
+                                       owner="me:1", now=first_seen, prepared=prepared, stored=stored)
+    written = [s for s in statements if not s.lstrip().upper().startswith(("BEGIN", "COMMIT", "SAVEPOINT"))]
+    assert len(written) == 2, written
+    with core.database.transaction() as session:
+        again = queries.record_arrival(session, sha256=prepared.sha256, byte_size=len(data), source=posted,
+                                       owner="other:2", now=datetime.now(UTC), prepared=prepared, stored=stored)
+        image = session.execute(select(models.Image).where(models.Image.id == first.image_id)).scalar_one()
+        sightings = session.execute(select(models.Sighting.source_key).where(
+            models.Sighting.image_id == first.image_id)).scalars().all()
+        in_channel = channel_stats.totals(session, ["C1"], label_floor=0, moderation_floor=0,
+                                          statuses=("pending",)).images
+
+    assert (first.created, first.claimed, first.status) == (True, True, "pending")
+    assert (again.image_id, again.created, again.claimed) == (first.image_id, False, False)  # "me:1" holds it
+    assert (image.storage_key, image.width, image.lease_owner, image.attempts) == ("ab/cd.png", prepared.width,
+                                                                                 "me:1", 1)
+    assert image.last_seen_at == first_seen  # the Slack post's own time is older: last seen never goes back
+    assert sorted(sightings) == sorted([Source.file("/a").key, posted.key]) and in_channel == 1
+
+
+def test_the_original_of_an_image_that_fails_to_be_stored_is_not_recorded(core, storage):
+    data = make_image(colour=(1, 99, 250))
+    storage.fail_next(StorageError("S3 is unreachable.", retryable=True))
+    result = core.ingest(data, Source.file("/tmp/x.png"))
+
+    record = core.show(result.image_id)
+    assert (record.status, record.storage_key, record.failure_reason) == ("failed", None, "S3 is unreachable.")
+    assert [r.outcome for r in core.finish_pending()] == ["failed"]  # no file to read it from: still failing

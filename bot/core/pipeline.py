@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+from sqlalchemy.orm import Session
+
 from bot.config import Settings
 from bot.core.flow import FlowControl
 from bot.core.insights import add_text_insights
@@ -25,7 +27,7 @@ from bot.core.intake import prepare_image, sha256_of
 from bot.core.looks import look
 from bot.core.ports import Analyzer, Embedder, PiiDetector, Storage
 from bot.core.redaction import protect
-from bot.core.types import Analysis, IngestResult, PreparedImage, Source
+from bot.core.types import Analysis, IngestResult, PreparedImage, Source, StoredObject
 from bot.errors import ImgbotError, NotFound, StorageError
 from db import queries
 from db.session import Database, is_transient
@@ -98,31 +100,53 @@ class Pipeline:
             return IngestResult(image_id, sha256, "failed", time.perf_counter() - started, sighting_id=sighting_id,
                                 reason=err.user_message, retryable=False)
 
-        with self.database.transaction() as session:
-            image_id = queries.record_image(session, sha256=sha256, byte_size=len(data), now=now, prepared=prepared)
-            sighting_id = queries.record_sighting(session, image_id, source, now)
-            claimed = queries.claim_image(session, image_id, self._owner, now)
-        if not claimed:
-            # Another worker owns it (or just finished it): this sighting is recorded, its result will follow.
-            with self.database.transaction() as session:
-                state = queries.image_state(session, sha256)
-            outcome = "reused" if state is not None and state.status == "done" else "pending"
+        # Stored before it is recorded, so that the image, its sighting, its job and where its original
+        # lies are one transaction (the key is its content's: a second worker storing it too is harmless).
+        stored, storage_error = self._store(prepared)
+
+        def record(session: Session) -> queries.Arrival:
+            arrival = queries.record_arrival(session, sha256=sha256, byte_size=len(data), source=source,
+                                             owner=self._owner, now=now, prepared=prepared, stored=stored)
+            if arrival.claimed and storage_error is not None:
+                queries.mark_failed(session, arrival.image_id, storage_error.user_message,
+                                    retryable=storage_error.retryable, now=now)
+            return arrival
+
+        arrival = self.database.write(record)
+        image_id, sighting_id = arrival.image_id, arrival.sighting_id
+        if not arrival.claimed:
+            # Another worker owns it (or has finished it): this sighting is recorded, its result will follow.
+            outcome = "reused" if arrival.status == "done" else "pending"
             return self._summary(image_id, sha256, outcome, started, sighting_id=sighting_id)
-        return self._store_and_analyse(image_id, prepared, started, sighting_id)
+        if storage_error is not None:
+            log.warning("image=%s storage failed: %s", image_id, storage_error.detail)
+            return IngestResult(image_id, sha256, "failed", time.perf_counter() - started, sighting_id=sighting_id,
+                                reason=storage_error.user_message, retryable=storage_error.retryable)
+        return self._analyse_and_save(image_id, _with_stored(prepared, stored), started, sighting_id,
+                                      fresh=arrival.created)
+
+    def _store(self, prepared: PreparedImage) -> tuple[StoredObject | None, StorageError | None]:
+        try:
+            return self.storage.put(storage_key(prepared.sha256, prepared.extension), prepared.data,
+                                    prepared.mime_type), None
+        except StorageError as err:
+            return None, err
 
     def _store_and_analyse(
         self, image_id: int, prepared: PreparedImage, started: float, sighting_id: int | None
     ) -> IngestResult:
-        key = storage_key(prepared.sha256, prepared.extension)
-        try:
-            stored = self.storage.put(key, prepared.data, prepared.mime_type)
-        except StorageError as err:
-            log.warning("image=%s storage failed: %s", image_id, err.detail)
-            return self._fail(image_id, prepared.sha256, err, started, sighting_id)
+        """Store, record where, analyse and save an image whose job this worker has claimed."""
+        stored, storage_error = self._store(prepared)
+        if storage_error is not None:
+            log.warning("image=%s storage failed: %s", image_id, storage_error.detail)
+            return self._fail(image_id, prepared.sha256, storage_error, started, sighting_id)
         with self.database.transaction() as session:
-            queries.record_stored(session, image_id, stored.key, stored.uri, _now())
-        prepared = _with_stored(prepared, stored)
+            queries.record_stored(session, image_id, stored.key, stored.uri, _now())  # type: ignore[union-attr]
+        return self._analyse_and_save(image_id, _with_stored(prepared, stored), started, sighting_id)
 
+    def _analyse_and_save(
+        self, image_id: int, prepared: PreparedImage, started: float, sighting_id: int | None, *, fresh: bool = False
+    ) -> IngestResult:
         analyzer_name = "unknown"
         run_started = _now()
         analysis_started = time.perf_counter()
@@ -154,9 +178,10 @@ class Pipeline:
         except Exception as err:  # colours and a hash are extras: never lose the analysis over them
             log.warning("image=%s colours and quality not computed: %r", image_id, err)
         seconds = time.perf_counter() - analysis_started
-        with self.database.transaction() as session:
-            queries.save_analysis(session, image_id, analysis, started_at=run_started, seconds=seconds, now=_now(),
-                                  store_min_confidence=self.settings.store_min_confidence)
+        saved = analysis
+        self.database.write(lambda session: queries.save_analysis(
+            session, image_id, saved, started_at=run_started, seconds=seconds, now=_now(),
+            store_min_confidence=self.settings.store_min_confidence, fresh=fresh))
         self.flow.observe_admitted(analysis.paced_seconds)
         return self._done(image_id, prepared.sha256, analysis, started, sighting_id)
 
@@ -179,9 +204,9 @@ class Pipeline:
         self, image_id: int, sha256: str, err: ImgbotError, started: float, sighting_id: int | None,
         provider: str | None = None, seconds: float = 0.0,
     ) -> IngestResult:
-        with self.database.transaction() as session:
-            queries.mark_failed(session, image_id, err.user_message, retryable=err.retryable, now=_now(),
-                                provider=provider, seconds=seconds)
+        self.database.write(lambda session: queries.mark_failed(
+            session, image_id, err.user_message, retryable=err.retryable, now=_now(), provider=provider,
+            seconds=seconds))
         return IngestResult(image_id, sha256, "failed", time.perf_counter() - started, sighting_id=sighting_id,
                             reason=err.user_message, retryable=err.retryable)
 
@@ -382,8 +407,8 @@ def storage_key(sha256: str, extension: str) -> str:
     return f"{sha256[:2]}/{sha256}.{extension}"
 
 
-def _with_stored(prepared: PreparedImage, stored: object) -> PreparedImage:
-    return replace(prepared, stored=stored)  # type: ignore[arg-type]
+def _with_stored(prepared: PreparedImage, stored: StoredObject | None) -> PreparedImage:
+    return replace(prepared, stored=stored)
 
 
 def _bounded_map(

@@ -1,0 +1,119 @@
+"""One writer thread for SQLite: every caller gets its own result, one bad piece of work fails alone."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from db.group_commit import GroupCommit
+from db.session import Database
+
+
+@pytest.fixture
+def database(tmp_path) -> Iterator[Database]:  # type: ignore[no-untyped-def]
+    built = Database(f"sqlite:///{tmp_path}/writes.db")
+    with built.transaction() as session:
+        session.execute(text("CREATE TABLE notes (n INTEGER PRIMARY KEY)"))
+    yield built
+    built.dispose()
+
+
+def _add(n: int):  # type: ignore[no-untyped-def]
+    def work(session: Session) -> int:
+        session.execute(text("INSERT INTO notes (n) VALUES (:n)"), {"n": n})
+        return n * 10
+    return work
+
+
+def _wait_until_queued(writer: GroupCommit, count: int) -> None:
+    deadline = time.monotonic() + 5
+    while writer._queue.qsize() < count:  # noqa: SLF001 - the test holds the writer busy meanwhile
+        assert time.monotonic() < deadline, "the work was not queued"
+        time.sleep(0.01)
+
+
+def _stored(database: Database) -> list[int]:
+    with database.transaction() as session:
+        return list(session.execute(text("SELECT n FROM notes ORDER BY n")).scalars())
+
+
+def test_many_threads_writes_are_committed_together_and_each_gets_its_own_result(database):
+    transactions = 0
+    opened = database.transaction
+
+    def counted():  # type: ignore[no-untyped-def]
+        nonlocal transactions
+        transactions += 1
+        return opened()
+
+    writer = GroupCommit(counted)
+    started, gate = threading.Event(), threading.Event()
+
+    def blocked(session: Session) -> None:  # holds the writer busy while the others queue up
+        started.set()
+        gate.wait(5)
+
+    with ThreadPoolExecutor(max_workers=41) as pool:
+        first = pool.submit(writer.run, blocked)
+        started.wait(5)
+        results = [pool.submit(writer.run, _add(n)) for n in range(40)]
+        _wait_until_queued(writer, 40)
+        gate.set()
+        first.result()
+        assert [future.result() for future in results] == [n * 10 for n in range(40)]
+    writer.close()
+
+    assert _stored(database) == list(range(40))
+    assert transactions == 2  # the blocked one's, then the 40 queued behind it in one
+
+
+def test_a_piece_of_work_that_fails_fails_alone(database):
+    writer = GroupCommit(database.transaction)
+    started, gate = threading.Event(), threading.Event()
+
+    def hold_writer(session: Session) -> None:
+        started.set()
+        gate.wait(5)
+
+    def duplicate(session: Session) -> None:
+        session.execute(text("INSERT INTO notes (n) VALUES (1)"))  # 1 is also written by _add(1)
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        hold = pool.submit(writer.run, hold_writer)
+        started.wait(5)
+        futures = [pool.submit(writer.run, work) for work in (_add(1), duplicate, _add(2), _add(3))]
+        _wait_until_queued(writer, 4)
+        gate.set()
+        hold.result()
+        outcomes = [future.exception() is None for future in futures]
+    writer.close()
+
+    assert outcomes == [True, False, True, True]
+    assert _stored(database) == [1, 2, 3]
+
+
+def test_it_starts_again_after_close_and_refuses_work_from_its_own_thread(database):
+    writer = GroupCommit(database.transaction)
+    assert writer.run(_add(5)) == 50
+    writer.close()
+    assert writer.run(_add(6)) == 60
+
+    with pytest.raises(RuntimeError, match="own writer thread"):
+        writer.run(lambda session: writer.run(_add(7)))
+    writer.close()
+    assert _stored(database) == [5, 6]
+
+
+def test_database_write_goes_through_the_writer_on_sqlite_only(database, tmp_path):
+    assert database.write(_add(9)) == 90 and database._writer is not None  # noqa: SLF001
+    memory = Database("sqlite://")
+    try:
+        assert memory._writer is None  # noqa: SLF001 - each connection of an in-memory database is another one
+    finally:
+        memory.dispose()
