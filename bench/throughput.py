@@ -7,7 +7,9 @@ storage and database set:
 
 * a fake Rekognition (real AWS JSON protocol) that answers every call after
   ``--latency`` seconds and allows ``--tps`` calls per second for *each* API, answering
-  ProvisionedThroughputExceededException above that, as AWS does;
+  ProvisionedThroughputExceededException above that, as AWS does; it answers as much as
+  the real service does for a product banner (13 labels with parents, categories and
+  3 boxes; 2 lines of text and their words), so imgbot stores what it would store;
 * moto's S3 server, holding the originals (``IMGBOT_STORAGE=s3://…``).
 
 With one call of each API per image the quota bound is ``--tps`` images/s. In the same
@@ -55,7 +57,7 @@ BUCKET = "imgbot-bench"
 def serve_fake(latency: float, tps: float, endpoint: mp.Queue, stats: mp.Queue, stop: Any, reset: Any) -> None:  # type: ignore[type-arg]
     from tests.fakes.rekognition import FakeRekognition
 
-    with FakeRekognition(latency=latency, tps_limit=tps) as fake:
+    with FakeRekognition(latency=latency, tps_limit=tps, typical=True) as fake:
         endpoint.put(fake.endpoint_url)
         while not stop.is_set():
             if reset.wait(0.05):

@@ -188,7 +188,9 @@ class FakeRekognition:
     API before answering ``throttle_error``; ``throttle_fraction`` the share of
     calls throttled at random (seeded); ``s3_client`` to read ``S3Object`` images
     (without one, an S3 image gets its script or a generic result); ``min_side`` the
-    smallest image side accepted (Rekognition's 80 px).
+    smallest image side accepted (Rekognition's 80 px); ``typical`` to answer every
+    unscripted image with ``TYPICAL_LABELS`` and ``TYPICAL_TEXT``, as much as the real
+    service returns for a product banner (for benchmarks: a light answer is a light load).
     """
 
     def __init__(
@@ -202,8 +204,10 @@ class FakeRekognition:
         min_side: int = 80,
         host: str = "127.0.0.1",
         port: int = 0,
+        typical: bool = False,
     ) -> None:
         self.latency = latency
+        self.typical = typical
         self.tps_limit = tps_limit
         self.throttle_fraction = throttle_fraction
         self._random = random.Random(20261125)  # seeded: the same run throttles the same calls
@@ -499,6 +503,8 @@ class FakeRekognition:
         with self._lock:
             scripted = next((self._scripts[key] for key in keys if key in self._scripts), Script())
         findings = self._findings(data)
+        if self.typical:
+            findings = replace(findings, labels=TYPICAL_LABELS, text=TYPICAL_TEXT)
         min_confidence = float(params.get("MinConfidence", 55.0 if operation == "DetectLabels" else 50.0))
         if operation == "DetectLabels":
             features = params.get("Features") or ["GENERAL_LABELS"]
@@ -709,6 +715,37 @@ def image_properties_block(data: bytes, max_colors: int = 10) -> dict[str, Any]:
     return image_properties_json(whole, foreground, background)
 
 
+def _typical_labels() -> list[dict[str, Any]]:
+    def box(left: float, top: float) -> dict[str, Any]:
+        return {"BoundingBox": {"Width": 0.2, "Height": 0.25, "Left": left, "Top": top}, "Confidence": 93.1}
+
+    apparel = [{"Name": "Apparel and Accessories"}]
+    people = [{"Name": "Person Description"}]
+    return [_label(item) for item in (
+        {"Name": "Clothing", "Confidence": 99.1, "Aliases": [{"Name": "Apparel"}], "Categories": apparel},
+        {"Name": "Footwear", "Confidence": 98.7, "Parents": [{"Name": "Clothing"}], "Categories": apparel},
+        {"Name": "Shoe", "Confidence": 98.7, "Parents": [{"Name": "Footwear"}, {"Name": "Clothing"}],
+         "Categories": apparel, "Instances": [box(0.1, 0.6), box(0.5, 0.62)]},
+        {"Name": "Sneaker", "Confidence": 96.2, "Parents": [{"Name": "Shoe"}, {"Name": "Footwear"},
+                                                              {"Name": "Clothing"}], "Categories": apparel},
+        {"Name": "Person", "Confidence": 97.4, "Aliases": [{"Name": "Human"}], "Categories": people,
+         "Instances": [box(0.3, 0.05)]},
+        {"Name": "Adult", "Confidence": 97.4, "Parents": [{"Name": "Person"}], "Categories": people},
+        {"Name": "Female", "Confidence": 97.4, "Parents": [{"Name": "Person"}], "Categories": people},
+        {"Name": "Woman", "Confidence": 97.4, "Parents": [{"Name": "Adult"}, {"Name": "Female"}, {"Name": "Person"}],
+         "Categories": people},
+        {"Name": "Text", "Confidence": 99.8, "Categories": [{"Name": "Text and Documents"}]},
+        {"Name": "Advertisement", "Confidence": 91.5, "Parents": [{"Name": "Poster"}, {"Name": "Text"}],
+         "Categories": [{"Name": "Text and Documents"}]},
+        {"Name": "Poster", "Confidence": 91.5, "Parents": [{"Name": "Text"}],
+         "Categories": [{"Name": "Text and Documents"}]},
+        {"Name": "Logo", "Confidence": 84.0, "Categories": [{"Name": "Symbols and Flags"}]},
+        {"Name": "Smile", "Confidence": 81.3, "Parents": [{"Name": "Face"}, {"Name": "Head"}, {"Name": "Person"}],
+         "Categories": [{"Name": "Expressions and Emotions"}]},
+    )]
+
+
+
 def _distance(a: tuple[int, ...], b: tuple[int, int, int]) -> int:
     return sum((x - y) ** 2 for x, y in zip(a, b, strict=True))
 
@@ -835,3 +872,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+#: What Rekognition finds in a typical product banner: 13 labels (3 boxes), 2 lines and their 6 words.
+TYPICAL_LABELS: list[dict[str, Any]] = _typical_labels()
+TYPICAL_TEXT: list[dict[str, Any]] = text_detections(["SUMMER SALE", "UP TO 50% OFF"])
