@@ -135,12 +135,14 @@ def left(session: Session, image_id: int, channel_id: str) -> None:
 
 
 @contextmanager
-def restate(session: Session, image_id: int) -> Iterator[None]:
-    """Around a change to an image's status or results: its old counts out, its new counts in."""
+def restate(session: Session, image_id: int) -> Iterator[list[str]]:
+    """Around a change to an image's status or results: its old counts out, its new counts in.
+
+    Yields the channels the image is in: with none, nothing is read back after the change."""
     lock_image(session, image_id)
     channels = member_channels(session, image_id)
     before = contribution(session, image_id) if channels else None
-    yield
+    yield channels
     if channels:
         apply(session, channels, before, -1)
         apply(session, channels, contribution(session, image_id), +1)

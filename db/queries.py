@@ -35,7 +35,7 @@ from bot.core.types import (
     TextDetection,
     people_count,
 )
-from db import channel_stats, findings, models, visuals
+from db import channel_stats, findings, group_commit, models, visuals
 
 LEASE = timedelta(minutes=10)
 
@@ -95,7 +95,7 @@ class ImageState:
 
 def image_state(session: Session, sha256: str) -> ImageState | None:
     row = session.execute(
-        select(models.Image.id, models.Image.status, models.Image.storage_key).where(models.Image.sha256 == sha256)
+        select(IMAGES.c.id, IMAGES.c.status, IMAGES.c.storage_key).where(IMAGES.c.sha256 == sha256)
     ).first()
     return ImageState(row.id, row.status, None, row.storage_key) if row else None
 
@@ -158,7 +158,7 @@ def record_arrival(
         if stored is not None:
             metadata.update(storage_key=stored.key, storage_uri=stored.uri)
         values.update(metadata, lease_owner=owner, lease_expires_at=now + LEASE, attempts=1)
-    statement = _insert(session, models.Image).values(**values)
+    statement = _insert(session, IMAGES).values(**values)  # the table, not the class: no ORM bulk-insert path
     # A no-op update rather than DO NOTHING, so the row comes back (and is locked) when it exists.
     statement = statement.on_conflict_do_update(index_elements=["sha256"], set_={"sha256": statement.excluded.sha256})
     row = session.execute(statement.returning(IMAGES.c.id, IMAGES.c.status, IMAGES.c.created_at)).one()
@@ -282,14 +282,15 @@ def save_analysis(
     Plain table statements with many rows each (no ORM objects): this runs once per image on
     the path that sets a batch's pace, and the ORM's unit of work costs more than the SQL.
     ``fresh``: the image was created by this worker's ``record_arrival`` and has no results yet."""
-    with channel_stats.restate(session, image_id):
+    with channel_stats.restate(session, image_id) as channels:
+        # In no channel, nothing reads the rows back in this transaction: they may join other images'.
         _replace_results(session, image_id, analysis, started_at=started_at, seconds=seconds, now=now,
-                         store_min_confidence=store_min_confidence, fresh=fresh)
+                         store_min_confidence=store_min_confidence, fresh=fresh, may_defer=not channels)
 
 
 def _replace_results(
     session: Session, image_id: int, analysis: Analysis, *, started_at: datetime, seconds: float,
-    now: datetime, store_min_confidence: float, fresh: bool,
+    now: datetime, store_min_confidence: float, fresh: bool, may_defer: bool = False,
 ) -> None:
     # Results are only ever written here, with ``analyzed_at``: an image never analysed has none to
     # replace, and skipping ten DELETEs matters on the path that sets a batch's pace.
@@ -348,7 +349,7 @@ def _replace_results(
     ]
     for table, values in rows:
         if values:
-            session.execute(insert(table), values)
+            group_commit.insert_rows(session, table, values, may_defer=may_defer)
     session.execute(
         update(IMAGES)
         .where(IMAGES.c.id == image_id)

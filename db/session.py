@@ -61,15 +61,15 @@ class Database:
         with self._sessions() as session, session.begin():
             yield session
 
-    def write(self, work: Callable[[Session], T]) -> T:
+    def write(self, work: Callable[[Session], T], *, appends: bool = False) -> T:
         """``work(session)`` in a write transaction, committed before this returns its result.
 
         For the writes of every image (recording it, saving its results): on SQLite they are
         committed together with other threads' (``GroupCommit``), elsewhere in a transaction of
         their own. ``work`` may run twice (again alone after its batch failed), so it must only
-        touch the database."""
+        touch the database. ``appends``: see ``GroupCommit.run``."""
         if self._writer is not None:
-            return self._writer.run(work)
+            return self._writer.run(work, appends=appends)
         with self.transaction() as session:
             return work(session)
 
@@ -113,6 +113,9 @@ def _create_engine(url: URL) -> Engine:
             Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+        # Many rows as one INSERT … VALUES (…), (…) (SQLAlchemy's "insertmanyvalues", as on PostgreSQL)
+        # rather than a row at a time: Python's sqlite3 lets go of the interpreter for every row.
+        engine.dialect.use_insertmanyvalues_wo_returning = True
         return engine
     engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
     event.listen(engine, "connect", _postgres_settings)

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from db.group_commit import GroupCommit
+from db.group_commit import GroupCommit, insert_rows
 from db.session import Database
 
 
@@ -117,3 +117,57 @@ def test_database_write_goes_through_the_writer_on_sqlite_only(database, tmp_pat
         assert memory._writer is None  # noqa: SLF001 - each connection of an in-memory database is another one
     finally:
         memory.dispose()
+
+
+def test_appending_work_runs_last_and_its_rows_are_written_together(database):
+    from sqlalchemy import Column, Integer, MetaData, Table, event
+
+    notes = Table("notes", MetaData(), Column("n", Integer, primary_key=True))
+    writer = GroupCommit(database.transaction)
+    started, gate = threading.Event(), threading.Event()
+    order: list[str] = []
+    statements: list[str] = []
+    event.listen(database.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+
+    def hold_writer(session: Session) -> None:
+        started.set()
+        gate.wait(5)
+
+    def append(n: int):  # type: ignore[no-untyped-def]
+        def work(session: Session) -> None:
+            order.append(f"append {n}")
+            insert_rows(session, notes, [{"n": n}, {"n": n + 100}], may_defer=True)
+        return work
+
+    def plain(session: Session) -> None:
+        order.append("plain")
+        session.execute(text("INSERT INTO notes (n) VALUES (7)"))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        hold = pool.submit(writer.run, hold_writer)
+        started.wait(5)
+        futures = [pool.submit(writer.run, append(1), appends=True)]
+        _wait_until_queued(writer, 1)
+        futures.append(pool.submit(writer.run, append(2), appends=True))
+        _wait_until_queued(writer, 2)
+        futures.append(pool.submit(writer.run, plain))
+        _wait_until_queued(writer, 3)
+        statements.clear()
+        gate.set()
+        hold.result()
+        for future in futures:
+            future.result()
+    writer.close()
+
+    assert order == ["plain", "append 1", "append 2"]  # the plain work first, whatever the arrival order
+    assert sum("INSERT INTO notes" in statement for statement in statements) == 2  # one for 7, one for 4 rows
+    assert _stored(database) == [1, 2, 7, 101, 102]
+
+
+def test_rows_are_written_at_once_outside_an_appending_batch(database):
+    from sqlalchemy import Column, Integer, MetaData, Table
+
+    notes = Table("notes", MetaData(), Column("n", Integer, primary_key=True))
+    with database.transaction() as session:
+        insert_rows(session, notes, [{"n": 3}], may_defer=True)
+        assert session.execute(text("SELECT count(*) FROM notes")).scalar_one() == 1

@@ -181,7 +181,7 @@ class Pipeline:
         saved = analysis
         self.database.write(lambda session: queries.save_analysis(
             session, image_id, saved, started_at=run_started, seconds=seconds, now=_now(),
-            store_min_confidence=self.settings.store_min_confidence, fresh=fresh))
+            store_min_confidence=self.settings.store_min_confidence, fresh=fresh), appends=fresh)
         self.flow.observe_admitted(analysis.paced_seconds)
         return self._done(image_id, prepared.sha256, analysis, started, sighting_id)
 
