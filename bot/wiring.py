@@ -380,10 +380,11 @@ class Core:
                     on_image(image_id, True)
 
     def earlier_posts(self, image_id: int) -> list[SightingRecord]:
-        """The oldest live Slack posts of ``image_id``'s near-duplicates (not of the image itself)."""
+        """The oldest live Slack posts of ``image_id`` itself (the same file posted again) and of its
+        near-duplicates; the caller leaves out the post it is answering."""
         near = [found for found, _ in self.near_duplicates(image_id)][:200]
         with self.database.transaction() as session:
-            return queries.live_slack_sightings(session, near)
+            return queries.live_slack_sightings(session, [image_id, *near])
 
     def _resolve_duplicates(self, query: Query) -> Query:
         """``dupes:ID`` terms with their candidates from the hash index (the SQL then scopes them)."""

@@ -612,7 +612,7 @@ def _to_sighting(row: models.Sighting) -> SightingRecord:
 
 
 def live_slack_sightings(session: Session, image_ids: Sequence[int], limit: int = 50) -> list[SightingRecord]:
-    """The oldest live Slack posts of ``image_ids`` (where a near-duplicate was posted before)."""
+    """The oldest live Slack posts of ``image_ids`` (where the same picture or a near-duplicate was posted)."""
     if not image_ids:
         return []
     rows = session.execute(

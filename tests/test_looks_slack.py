@@ -42,6 +42,23 @@ def test_a_near_duplicate_links_the_earlier_post_in_the_same_channel(app: Harnes
     assert "Looks like a picture" in again and f"/archives/{PUBLIC}/" in again
 
 
+def test_the_same_file_posted_again_links_the_earlier_post(app: Harness) -> None:
+    data = jpeg(CAT)
+    first = reply_text(app, data)
+    again = reply_text(app, data, name="cat-again.jpg")  # the same bytes: the same image, a second post
+
+    assert "posted before" not in first
+    assert "Looks like a picture" in again and f"/archives/{PUBLIC}/" in again
+
+
+def test_the_same_file_posted_before_in_a_private_channel_is_not_mentioned(app: Harness) -> None:
+    data = jpeg(CAT, quality=80)
+    reply_text(app, data, channel=PRIVATE)
+    elsewhere = reply_text(app, data, name="cat-again.jpg")
+
+    assert "posted before" not in elsewhere and PRIVATE not in elsewhere
+
+
 def test_a_near_duplicate_of_a_private_channels_picture_is_not_mentioned(app: Harness) -> None:
     reply_text(app, jpeg(CAT), channel=PRIVATE)
     elsewhere = reply_text(app, jpeg(CAT, quality=55), name="cat-again.jpg")

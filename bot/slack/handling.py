@@ -180,7 +180,8 @@ class MessageHandler:
         return _FileResult(outcome, annotated=annotated)
 
     def _earlier_duplicate(self, work: MessageWork, record: ImageRecord) -> SightingRecord | None:
-        """The first earlier post of a near-duplicate in this channel or a public one (never a private one)."""
+        """The first earlier post of this picture or a near-duplicate, in this channel or a public one (never a
+        private one)."""
         if record.status != "done" or record.phash is None:
             return None
         try:
