@@ -124,6 +124,9 @@ class GroupCommit:
                 self._commit([piece])
             return
         except BaseException as err:  # the interpreter is going down: no caller may wait forever
+            with self._start_lock:  # before anyone hears of it, so the next ``run`` starts another writer
+                if self._thread is threading.current_thread():
+                    self._thread = None
             for _, future, _ in batch:
                 future.set_exception(err)
             raise

@@ -104,11 +104,7 @@ def record_image(
     session: Session, *, sha256: str, byte_size: int, now: datetime, prepared: PreparedImage | None = None
 ) -> int:
     """Create the image row (pending) if this hash is new; fill in metadata. Returns its id."""
-    values = {
-        "sha256": sha256, "byte_size": byte_size, "status": "pending", "failure_retryable": False,
-        "attempts": 0, "label_count": 0, "text_line_count": 0, "face_count": 0, "person_count": 0,
-        "max_moderation_confidence": 0.0, "created_at": now, "updated_at": now,
-    }
+    values = _new_image(sha256, byte_size, now)
     session.execute(_insert(session, models.Image).values(**values).on_conflict_do_nothing(index_elements=["sha256"]))
     image_id = session.execute(select(models.Image.id).where(models.Image.sha256 == sha256)).scalar_one()
     if prepared is not None:
@@ -146,11 +142,7 @@ def record_arrival(
     An image already known (a repost, a retry) takes the longer path of ``record_sighting`` and
     ``claim_image``. Without ``prepared`` (the file could not be read) no job is taken."""
     seen_at = _seen_at(source, now)
-    values: dict[str, Any] = {
-        "sha256": sha256, "byte_size": byte_size, "status": "pending", "failure_retryable": False,
-        "attempts": 0, "label_count": 0, "text_line_count": 0, "face_count": 0, "person_count": 0,
-        "max_moderation_confidence": 0.0, "created_at": now, "updated_at": now, "last_seen_at": seen_at,
-    }
+    values = {**_new_image(sha256, byte_size, now), "last_seen_at": seen_at}
     metadata: dict[str, Any] = {}
     if prepared is not None:
         metadata = {"format": prepared.format, "mime_type": prepared.mime_type, "width": prepared.width,
@@ -177,6 +169,15 @@ def record_arrival(
         session.execute(update(IMAGES).where(IMAGES.c.id == image_id).values(**metadata, updated_at=now))
         claimed = claim_image(session, image_id, owner, now)
     return Arrival(image_id, str(row.status), sighting_id, claimed, created=False)
+
+
+def _new_image(sha256: str, byte_size: int, now: datetime) -> dict[str, Any]:
+    """A new image row: pending, no results yet."""
+    return {
+        "sha256": sha256, "byte_size": byte_size, "status": "pending", "failure_retryable": False,
+        "attempts": 0, "label_count": 0, "text_line_count": 0, "face_count": 0, "person_count": 0,
+        "max_moderation_confidence": 0.0, "created_at": now, "updated_at": now,
+    }
 
 
 def _sighting_values(image_id: int, source: Source, seen_at: datetime) -> dict[str, Any]:

@@ -110,7 +110,7 @@ def test_it_starts_again_after_close_and_refuses_work_from_its_own_thread(databa
     assert _stored(database) == [5, 6]
 
 
-def test_database_write_goes_through_the_writer_on_sqlite_only(database, tmp_path):
+def test_a_sqlite_file_has_a_writer_thread_and_an_in_memory_database_none(database):
     assert database.write(_add(9)) == 90 and database._writer is not None  # noqa: SLF001
     memory = Database("sqlite://")
     try:
@@ -171,3 +171,17 @@ def test_rows_are_written_at_once_outside_an_appending_batch(database):
     with database.transaction() as session:
         insert_rows(session, notes, [{"n": 3}], may_defer=True)
         assert session.execute(text("SELECT count(*) FROM notes")).scalar_one() == 1
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # it dies on purpose
+def test_a_writer_thread_that_died_is_replaced(database):
+    writer = GroupCommit(database.transaction)
+
+    def leave(session: Session) -> None:
+        raise SystemExit  # what the interpreter going down looks like to the writer: it stops
+
+    with pytest.raises(SystemExit):
+        writer.run(leave)
+    assert writer.run(_add(4)) == 40  # a new writer took the work instead of leaving the caller waiting
+    writer.close()
+    assert _stored(database) == [4]

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from bot.analyzers.local.graphics import GraphicLabel, features, graphic_labels, labels_from
-from bot.core.types import BoundingBox, TextDetection
+from bot.analyzers.local.graphics import features, graphic_labels, labels_from
+from bot.core.types import BoundingBox, Label, TextDetection
 from bot.samples import samples
 from bot.samples.banners import font, fonts, render_banner
 
@@ -79,12 +79,12 @@ def ink_lines(image: Image.Image, texts: Sequence[str], ink: Color) -> list[Text
     return lines
 
 
-def names(labels: Sequence[GraphicLabel], floor: float = 50.0) -> set[str]:
+def names(labels: Sequence[Label], floor: float = 50.0) -> set[str]:
     """What the store keeps: labels at or above its floor (50 by default)."""
     return {label.name for label in labels if label.confidence >= floor}
 
 
-def confidence(labels: Sequence[GraphicLabel], name: str) -> float:
+def confidence(labels: Sequence[Label], name: str) -> float:
     return next((label.confidence for label in labels if label.name == name), 0.0)
 
 
@@ -289,7 +289,7 @@ class TestConfidences:
 # --- slow: the engine's own OCR and classifier ---------------------------------------------
 
 
-Read = Callable[[bytes], tuple[GraphicLabel, ...]]
+Read = Callable[[bytes], tuple[Label, ...]]
 
 
 @pytest.fixture(scope="module")
@@ -304,7 +304,7 @@ def read() -> Read:
 
     reader, labeler = shared(TextReader), shared(ImageNetLabeler)
 
-    def run(data: bytes) -> tuple[GraphicLabel, ...]:
+    def run(data: bytes) -> tuple[Label, ...]:
         prepared = prepare_image(data, max_bytes=50_000_000, max_pixels=50_000_000)
         decoded = Decoded.from_bytes(prepared.analysis_bytes)
         lines = reader.predict(decoded).lines

@@ -16,9 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
-
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING, TypeVar
 
 from bot.config import Settings
 from bot.core.flow import FlowControl
@@ -31,6 +29,9 @@ from bot.core.types import Analysis, IngestResult, PreparedImage, Source, Stored
 from bot.errors import ImgbotError, NotFound, StorageError
 from db import queries
 from db.session import Database, is_transient
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 log = logging.getLogger("imgbot.pipeline")
 

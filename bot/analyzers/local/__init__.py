@@ -25,7 +25,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.analyzers.local.faces import FaceDetector, FaceEmbedder, FaceResult, to_faces
-from bot.analyzers.local.graphics import GraphicLabel, graphic_labels, photo_score
+from bot.analyzers.local.graphics import graphic_labels, photo_score
 from bot.analyzers.local.labels import Classification, ImageNetLabeler
 from bot.analyzers.local.models import Decoded, cpu_pool, shared
 from bot.analyzers.local.moderation import NsfwModel, NudityRegions, scores, taxonomy
@@ -177,7 +177,7 @@ class LocalAnalyzer:
 
     def _labels(
         self, classification: Classification, objects: ObjectResult, faces: FaceResult, text: TextResult,
-        graphics: tuple[GraphicLabel, ...], floor: float,
+        graphics: tuple[Label, ...], floor: float,
     ) -> tuple[Label, ...]:
         confidence = dict(classification.label_confidence)
         extra: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[LabelInstance, ...]]] = {}

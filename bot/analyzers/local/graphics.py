@@ -28,14 +28,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from bot.core.types import TextDetection
+from bot.core.types import Label, TextDetection
 
 if TYPE_CHECKING:
     from bot.analyzers.local.labels import Classification
 
 __all__ = [
     "GraphicFeatures",
-    "GraphicLabel",
     "MADE_PICTURE_CLASSES",
     "features",
     "graphic_labels",
@@ -98,16 +97,6 @@ _SLIDE_ASPECTS = (16 / 9, 16 / 10, 4 / 3)
 
 
 @dataclass(frozen=True)
-class GraphicLabel:
-    """A label for the whole image, shaped like ``bot.core.types.Label`` (confidence 0-100)."""
-
-    name: str
-    confidence: float
-    parents: tuple[str, ...] = ()
-    categories: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class GraphicFeatures:
     """What the labels are decided from; worth keeping in ``Analysis.raw`` to explain a label."""
 
@@ -152,7 +141,7 @@ def photo_score(classification: Classification) -> float:
 
 def graphic_labels(
     image: Image.Image, lines: Sequence[TextDetection], photo_score: float = 0.0
-) -> tuple[GraphicLabel, ...]:
+) -> tuple[Label, ...]:
     """Labels for a made picture, most confident first; an empty tuple for a photo.
 
     ``image`` is the analysis copy in RGB (any size; ``Decoded.fit(512)`` is plenty), ``lines``
@@ -161,7 +150,7 @@ def graphic_labels(
     return labels_from(features(image, lines), photo_score)
 
 
-def labels_from(f: GraphicFeatures, photo: float = 0.0) -> tuple[GraphicLabel, ...]:
+def labels_from(f: GraphicFeatures, photo: float = 0.0) -> tuple[Label, ...]:
     """The decision, apart from the pixel work so it can be read (and tested) on its own."""
     made = f.made
     # A confident real-object class counts against a graphic only when the pixels agree.
@@ -250,7 +239,7 @@ def labels_from(f: GraphicFeatures, photo: float = 0.0) -> tuple[GraphicLabel, .
         if f.lines and name in TEXT_KINDS:
             confidence["Text"] = max(confidence.get("Text", 0.0), confidence[name])
     labels = [
-        GraphicLabel(name, round(conf, 1), *TAXONOMY[name])
+        Label(name, round(conf, 1), parents=TAXONOMY[name][0], categories=TAXONOMY[name][1])
         for name, conf in confidence.items()
         if conf >= MIN_CONFIDENCE
     ]
