@@ -104,6 +104,13 @@ def _optional_positive_float(value: str) -> float | None:
     return _positive_float(value) if value.strip() else None
 
 
+def _auto_or_count(value: str) -> int | None:
+    return None if value.strip().lower() in {"", "auto"} else _non_negative_int(value)
+
+
+#: Helper processes for the pixels when IMGBOT_PIXEL_PROCESSES is automatic: one per two cores, at most this.
+AUTO_MAX_PIXEL_PROCESSES = 4
+
 #: The most images one process works on at once when IMGBOT_CONCURRENCY is automatic:
 #: 50 images/s at up to ~2 s per image.
 AUTO_MAX_IN_FLIGHT = 128
@@ -150,6 +157,10 @@ SETTINGS: tuple[SettingSpec, ...] = (
                 "Image embeddings for like: and near-duplicates, from the offline engine's network: auto (when its "
                 "extra is installed, whatever the analyser; about 10 ms of CPU per image) or off (like: is "
                 "unavailable and near-duplicates go by hash alone).", lambda value: _choice(value, ("auto", "off"))),
+    SettingSpec("IMGBOT_PIXEL_PROCESSES", "pixel_processes", "auto",
+                "Helper processes that compute each image's colours, quality, hash and embedding: auto (one per "
+                f"two cores, at most {AUTO_MAX_PIXEL_PROCESSES}; none on one core), or a number (0: in the "
+                "analysis threads).", _auto_or_count),
     SettingSpec("IMGBOT_AWS_MAX_ATTEMPTS", "aws_max_attempts", "8",
                 "botocore retry attempts for S3, Rekognition and SQS calls.", _positive_int),
     SettingSpec("IMGBOT_QUEUE_URL", "queue_url", "",
@@ -206,6 +217,7 @@ class Settings:
     rekognition_tps: float | None = None
     rekognition_image_properties: bool = False
     embeddings: str = "auto"
+    pixel_processes: int | None = None
     aws_max_attempts: int = 8
     queue_url: str | None = None
     log_level: str = "INFO"
@@ -243,6 +255,13 @@ class Settings:
     def max_in_flight(self) -> int:
         """The most images in flight in one process: IMGBOT_CONCURRENCY, or the automatic ceiling."""
         return self.concurrency or AUTO_MAX_IN_FLIGHT
+
+    @property
+    def pixel_process_count(self) -> int:
+        """Helper processes for the pixels: IMGBOT_PIXEL_PROCESSES, or one per two cores (at most 4)."""
+        if self.pixel_processes is not None:
+            return self.pixel_processes
+        return min(AUTO_MAX_PIXEL_PROCESSES, (os.cpu_count() or 1) // 2)
 
     @property
     def max_inflight_bytes(self) -> int:

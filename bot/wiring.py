@@ -19,8 +19,10 @@ from typing import Any
 
 from bot.config import Settings
 from bot.core.flow import FlowControl
+from bot.core.looks import InlineLooks
 from bot.core.pipeline import Pipeline
-from bot.core.ports import Analyzer, Embedder, PiiDetector, Storage
+from bot.core.pixel_processes import PixelProcesses
+from bot.core.ports import Analyzer, Embedder, Looker, PiiDetector, Storage
 from bot.core.records import ImageRecord, ReportData, SearchPage, SightingRecord
 from bot.core.search import Query
 from bot.core.types import IngestResult, Source
@@ -47,6 +49,7 @@ class Core:
     _embedder: Embedder | None = field(default=None, init=False, repr=False)
     _vectors: EmbeddingCache | None = field(default=None, init=False, repr=False)
     _embedder_checked: bool = field(default=False, init=False, repr=False)
+    _looker: Looker | None = field(default=None, init=False, repr=False)
 
     @property
     def analyzer(self) -> Analyzer:
@@ -105,12 +108,32 @@ class Core:
             return self._embedder
 
     @property
+    def looker(self) -> Looker:
+        """Where each image's colours, quality, hash and embedding are computed: helper processes
+        (IMGBOT_PIXEL_PROCESSES, shared by every core in this process), or the analysis threads."""
+        if self._looker is None:
+            processes = self.settings.pixel_process_count
+            looker: Looker
+            if processes > 0 and self.embedder is not None:
+                from bot.analyzers.local.embedding import ImageEmbedder  # each helper builds its own
+
+                looker = PixelProcesses.shared(processes, ImageEmbedder)
+            elif processes > 0:
+                looker = PixelProcesses.shared(processes, None)
+            else:
+                looker = InlineLooks(lambda: self.embedder)
+            with self._analyzer_lock:
+                if self._looker is None:
+                    self._looker = looker
+        return self._looker
+
+    @property
     def pipeline(self) -> Pipeline:
         if self._pipeline is None:
             self._pipeline = Pipeline(
                 database=self.database, storage=self.storage, analyzer_factory=lambda: self.analyzer,
                 settings=self.settings, flow=self.flow, pii_detector=lambda: self.pii_detector,
-                embedder=lambda: self.embedder,
+                looker=lambda: self.looker,
             )
         return self._pipeline
 
@@ -262,18 +285,16 @@ class Core:
             return self._vectors
 
     def warm_models(self) -> threading.Thread | None:
-        """Load the image embedder on a background thread, while the first images are stored and analysed.
+        """Get the pixel helpers (or this process's embedder) ready on a background thread, while the
+        first images are stored and analysed.
 
-        Loading takes about a second, mostly importing ``onnx``. Left to the first image that needs
-        it, that second held up every image behind it at the start of a batch."""
-        embedder = self.embedder
-        load = getattr(embedder, "load", None)
-        if load is None:
-            return None
+        Loading the embedder takes about a second, mostly importing ``onnx``. Left to the first image
+        that needs it, that second held up every image behind it at the start of a batch."""
+        looker = self.looker
 
         def warm() -> None:
             try:
-                load()
+                looker.warm()
             except Exception as err:  # noqa: BLE001 - the first image to need it reports it
                 log.warning("image embedder not preloaded: %r", err)
 
@@ -346,7 +367,6 @@ class Core:
         they existed, or by another embedding model), from their stored originals; colours already
         stored (Rekognition's) are kept. Returns (done, failed); ``on_image(image_id, ok)`` after each."""
         from bot.core.intake import prepare_image
-        from bot.core.looks import look
         from bot.core.types import Analysis
         from db import visuals
 
@@ -364,7 +384,7 @@ class Core:
                                              max_pixels=self.settings.max_pixels, sha256=sha256)
                     with self.database.engine.connect() as connection:  # Rekognition's colours stay
                         stored = visuals.stored_properties(connection, image_id)
-                    seen = look(prepared, Analysis(provider="stored", properties=stored), self.embedder)
+                    seen = self.looker.look(prepared, Analysis(provider="stored", properties=stored))
                 except Exception as err:  # one unreadable original fails alone
                     log.warning("image=%s colours and quality not computed: %r", image_id, err)
                     failed += 1

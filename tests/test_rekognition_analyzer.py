@@ -205,7 +205,8 @@ def test_faces_with_all_attributes_are_mapped_when_switched_on(fake: FakeRekogni
 
 
 def test_the_calls_for_one_image_run_at_the_same_time(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    with FakeRekognition(latency=0.2) as slow:
+    # Long enough that the four overlap even when the machine is busy (at 0.2 s they once did not).
+    with FakeRekognition(latency=0.6) as slow:
         monkeypatch.setenv("AWS_ENDPOINT_URL_REKOGNITION", slow.endpoint_url)
         with build(faces=True) as analyzer:
             analyzer.analyze(prepared(png()))

@@ -22,8 +22,8 @@ from bot.config import Settings
 from bot.core.flow import FlowControl
 from bot.core.insights import add_text_insights
 from bot.core.intake import prepare_image, sha256_of
-from bot.core.looks import look
-from bot.core.ports import Analyzer, Embedder, PiiDetector, Storage
+from bot.core.looks import InlineLooks
+from bot.core.ports import Analyzer, Looker, PiiDetector, Storage
 from bot.core.redaction import protect
 from bot.core.types import Analysis, IngestResult, PreparedImage, Source, StoredObject
 from bot.errors import ImgbotError, NotFound, StorageError
@@ -48,10 +48,10 @@ class Pipeline:
     def __init__(
         self, *, database: Database, storage: Storage, analyzer_factory: Callable[[], Analyzer], settings: Settings,
         flow: FlowControl | None = None, pii_detector: Callable[[], PiiDetector | None] = lambda: None,
-        embedder: Callable[[], Embedder | None] = lambda: None,
+        looker: Callable[[], Looker] = InlineLooks,
     ) -> None:
         self.database = database
-        self._embedder = embedder
+        self._looker = looker
         self._pii_detector = pii_detector
         self.storage = storage
         self._analyzer_factory = analyzer_factory
@@ -175,7 +175,7 @@ class Pipeline:
             return self._fail(image_id, prepared.sha256, unchecked, started, sighting_id, provider=analyzer_name,
                               seconds=time.perf_counter() - analysis_started)
         try:
-            analysis = look(prepared, analysis, self._embedder())
+            analysis = self._looker().look(prepared, analysis)
         except Exception as err:  # colours and a hash are extras: never lose the analysis over them
             log.warning("image=%s colours and quality not computed: %r", image_id, err)
         seconds = time.perf_counter() - analysis_started

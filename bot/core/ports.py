@@ -66,3 +66,19 @@ class Embedder(Protocol):
     def embed(self, image: Any) -> Any:
         """A 1-d float32 numpy array of unit length for a PIL image."""
         ...
+
+
+class Looker(Protocol):
+    """Adds what the pixels say (colours, quality, pHash, embedding) to an analysis; thread-safe."""
+
+    def look(self, prepared: PreparedImage, analysis: Analysis) -> Analysis:
+        """``analysis`` with its looks; raises when they cannot be computed (the analysis stands without them)."""
+        ...
+
+    def warm(self) -> None:
+        """Get ready (load models, start helpers) before the first image needs it."""
+        ...
+
+    def close(self) -> None:
+        """Release what ``warm`` or ``look`` started."""
+        ...

@@ -1,0 +1,132 @@
+"""Colours, quality, the pHash and the embedding computed in helper processes, not in the analysis threads.
+
+This is the CPU-heavy part of each image (11-15 ms of CPU: decoding, numpy on small arrays,
+Pillow's median cut, one network inference), and in the analysis threads it holds the
+interpreter lock in many short stretches. The threads that wait on Rekognition, S3 and the
+database writer then wait for the interpreter too: on ``bench/throughput.py`` (1,000 images,
+two cores) the database writer ran 5× slower than its own CPU time, and images spent seconds
+in flight where 0.3 s is needed. A helper process has an interpreter of its own; the analysis
+copy goes to it and a few hundred bytes come back (``Looks``).
+
+Each helper builds its embedder once, when it starts (``embedder_factory``: a module-level
+callable, so a new process can import it by name; ``None``: no embeddings). Helpers are
+started with ``spawn``: a fork of a process that already runs threads may copy a held lock.
+
+A helper that dies (a decoder that crashes on a hostile file, say) takes the pool with it: the
+pool is replaced and the image tried once more in the new one; if it fails again, that image
+goes without its looks (the pipeline keeps the analysis and logs why) and the next one gets a
+fresh pool. A crash in a helper never takes down the bot, as it would in a thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import ClassVar
+
+from bot.core.looks import Looks, see
+from bot.core.ports import Embedder
+from bot.core.types import Analysis, PreparedImage
+
+log = logging.getLogger("imgbot.looks")
+
+EmbedderFactory = Callable[[], Embedder | None]
+
+#: In a helper process: the embedder it built when it started (None: no embeddings).
+_helper_embedder: Embedder | None = None
+
+
+def _start_helper(factory: EmbedderFactory | None) -> None:
+    """A helper's first step: build and load its embedder, so the first image does not wait for it."""
+    global _helper_embedder
+    if factory is None:
+        return
+    try:
+        _helper_embedder = factory()
+        load = getattr(_helper_embedder, "load", None)
+        if load is not None:
+            load()
+    except Exception as err:  # noqa: BLE001 - each image then says why it has no embedding
+        log.warning("image embedder not loaded in a helper process: %r", err)
+
+
+def _see(analysis_bytes: bytes, properties: bool) -> Looks:
+    return see(analysis_bytes, properties=properties, embedder=_helper_embedder)
+
+
+def _ready() -> bool:
+    return True
+
+
+class PixelProcesses:
+    """``Looker`` that computes the looks in ``processes`` helper processes, started on first use.
+
+    ``PixelProcesses.shared`` gives every caller in the process the same helpers, as
+    ``bot.analyzers.local.models.shared`` does for models: a core built per request, or per
+    test, must not start helpers of its own."""
+
+    _shared: ClassVar[dict[tuple[int, EmbedderFactory | None], PixelProcesses]] = {}
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def shared(cls, processes: int, embedder_factory: EmbedderFactory | None) -> PixelProcesses:
+        """The process-wide helpers for these arguments (started on first use, not here)."""
+        with cls._shared_lock:
+            key = (processes, embedder_factory)
+            if key not in cls._shared:
+                cls._shared[key] = cls(processes, embedder_factory)
+            return cls._shared[key]
+
+    def __init__(self, processes: int, embedder_factory: EmbedderFactory | None) -> None:
+        if processes < 1:
+            raise ValueError(f"processes must be at least 1, got {processes!r}")
+        self.processes = processes
+        self._factory = embedder_factory
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def look(self, prepared: PreparedImage, analysis: Analysis) -> Analysis:
+        wanted = analysis.properties is None
+        for attempt in (1, 2):
+            pool = self._current()
+            try:
+                looks = pool.submit(_see, prepared.analysis_bytes, wanted).result()
+            except BrokenProcessPool:
+                self._discard(pool)
+                if attempt == 2:
+                    raise
+                log.warning("sha256=%s a pixel helper process died; starting another and trying again",
+                            prepared.sha256[:12])
+            else:
+                return looks.applied_to(analysis)
+        raise AssertionError("unreachable")
+
+    def warm(self) -> None:
+        """Start the helpers and wait until they have loaded their embedder."""
+        pool = self._current()
+        for ready in [pool.submit(_ready) for _ in range(self.processes)]:
+            ready.result()
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _current(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    self.processes, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_start_helper, initargs=(self._factory,))
+            return self._pool
+
+    def _discard(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._pool is broken:
+                self._pool = None
+        broken.shutdown(wait=False, cancel_futures=True)
