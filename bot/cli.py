@@ -135,8 +135,8 @@ def analyze(paths: tuple[Path, ...], concurrency: int | None, progress: bool | N
 
 def _analyse_files(core: Any, files: list[Path], show_bar: bool) -> int:
     """Finish leftovers, analyse ``files``, print the summary; returns how many failed."""
+    core.warm_models()  # first: the pixel helpers start while the analyser is built
     core.analyzer  # noqa: B018  (build it now: a configuration problem is one message, not one per image)
-    core.warm_models()
     started = time.perf_counter()
     counts = {"done": 0, "reused": 0, "failed": 0, "pending": 0, "resumed": 0}
     failures: list[tuple[str, str]] = []

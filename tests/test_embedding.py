@@ -293,3 +293,56 @@ class TestOnSamples:
     def test_version_names_the_model_and_the_projection(self, embedder: ImageEmbedder) -> None:
         assert "efficientnet-lite0" in embedder.version
         assert f"orthogonal{EMBEDDING_DIM}" in embedder.version
+
+
+# -- the edited model, cached between runs ---------------------------------------------------------
+
+LOAD_AND_EMBED = """
+import sys
+from PIL import Image
+from bot.analyzers.local.embedding import ImageEmbedder
+vector = ImageEmbedder().embed(Image.new("RGB", (300, 200), (30, 140, 90)))
+print("onnx imported" if "onnx" in sys.modules else "onnx not imported")
+print(",".join(f"{v:.5f}" for v in vector[:8]))
+"""
+
+
+def load_in_a_new_process(cache: Path) -> list[str]:
+    import os
+    import subprocess
+    import sys
+
+    completed = subprocess.run([sys.executable, "-c", LOAD_AND_EMBED], capture_output=True, text=True, timeout=120,
+                               env={**os.environ, "XDG_CACHE_HOME": str(cache)})
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout.split()
+
+
+def test_the_edited_model_is_cached_so_the_next_process_needs_no_onnx(tmp_path: Path) -> None:
+    first = load_in_a_new_process(tmp_path)
+    assert first[:2] == ["onnx", "imported"]
+    assert len(list((tmp_path / "imgbot").glob("*.onnx"))) == 1
+
+    second = load_in_a_new_process(tmp_path)
+    assert second[:3] == ["onnx", "not", "imported"]
+    assert second[-1] == first[-1]  # the same vector
+
+
+def test_a_damaged_cached_model_is_edited_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    ImageEmbedder().load()
+    (cached,) = (tmp_path / "imgbot").glob("*.onnx")
+    cached.write_bytes(b"not a model")
+
+    embedder = ImageEmbedder()
+    vector = embedder.embed(Image.new("RGB", (300, 200), (30, 140, 90)))
+    assert vector.shape == (EMBEDDING_DIM,)
+    assert not cached.exists() or cached.read_bytes() != b"not a model"
+
+
+def test_a_cache_folder_that_cannot_be_written_only_costs_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the cache folder would go")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    vector = ImageEmbedder().embed(Image.new("RGB", (300, 200), (30, 140, 90)))
+    assert vector.shape == (EMBEDDING_DIM,)

@@ -71,10 +71,13 @@ def look(prepared: PreparedImage, analysis: Analysis, embedder: Embedder | None 
 
 
 class InlineLooks:
-    """``Looker`` that computes the looks in the calling thread (IMGBOT_PIXEL_PROCESSES=0, or a test's embedder)."""
+    """``Looker`` that computes the looks in the calling thread (IMGBOT_PIXEL_PROCESSES=0)."""
 
     def __init__(self, embedder: Callable[[], Embedder | None] = lambda: None) -> None:
         self._embedder = embedder
+
+    def start(self, prepared: PreparedImage) -> Looks:
+        return see(prepared.analysis_bytes, embedder=self._embedder())
 
     def look(self, prepared: PreparedImage, analysis: Analysis) -> Analysis:
         return look(prepared, analysis, self._embedder())

@@ -23,7 +23,7 @@ from bot.core.flow import FlowControl
 from bot.core.insights import add_text_insights
 from bot.core.intake import prepare_image, sha256_of
 from bot.core.looks import InlineLooks
-from bot.core.ports import Analyzer, Looker, PiiDetector, Storage
+from bot.core.ports import Analyzer, Looker, PendingLooks, PiiDetector, Storage
 from bot.core.redaction import protect
 from bot.core.types import Analysis, IngestResult, PreparedImage, Source, StoredObject
 from bot.errors import ImgbotError, NotFound, StorageError
@@ -151,6 +151,7 @@ class Pipeline:
         analyzer_name = "unknown"
         run_started = _now()
         analysis_started = time.perf_counter()
+        looks = self._start_looks(image_id, prepared)  # in a helper process, while the analyser works
         try:
             analyzer = self._analyzer_factory()
             analyzer_name = analyzer.name
@@ -175,7 +176,8 @@ class Pipeline:
             return self._fail(image_id, prepared.sha256, unchecked, started, sighting_id, provider=analyzer_name,
                               seconds=time.perf_counter() - analysis_started)
         try:
-            analysis = self._looker().look(prepared, analysis)
+            if looks is not None:
+                analysis = looks.applied_to(analysis)
         except Exception as err:  # colours and a hash are extras: never lose the analysis over them
             log.warning("image=%s colours and quality not computed: %r", image_id, err)
         seconds = time.perf_counter() - analysis_started
@@ -185,6 +187,13 @@ class Pipeline:
             store_min_confidence=self.settings.store_min_confidence, fresh=fresh), appends=fresh)
         self.flow.observe_admitted(analysis.paced_seconds)
         return self._done(image_id, prepared.sha256, analysis, started, sighting_id)
+
+    def _start_looks(self, image_id: int, prepared: PreparedImage) -> PendingLooks | None:
+        try:
+            return self._looker().start(prepared)
+        except Exception as err:  # colours and a hash are extras: never lose the analysis over them
+            log.warning("image=%s colours and quality not computed: %r", image_id, err)
+            return None
 
     def _protect(self, image_id: int, analysis: Analysis) -> Analysis:
         """Mask secrets and card numbers before anything is stored; add the PII service's findings.

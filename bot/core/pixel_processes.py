@@ -24,7 +24,7 @@ import logging
 import multiprocessing
 import threading
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import ClassVar
 
@@ -89,21 +89,11 @@ class PixelProcesses:
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
+    def start(self, prepared: PreparedImage) -> _HelperLooks:
+        return _HelperLooks(self, prepared, wanted=True)
+
     def look(self, prepared: PreparedImage, analysis: Analysis) -> Analysis:
-        wanted = analysis.properties is None
-        for attempt in (1, 2):
-            pool = self._current()
-            try:
-                looks = pool.submit(_see, prepared.analysis_bytes, wanted).result()
-            except BrokenProcessPool:
-                self._discard(pool)
-                if attempt == 2:
-                    raise
-                log.warning("sha256=%s a pixel helper process died; starting another and trying again",
-                            prepared.sha256[:12])
-            else:
-                return looks.applied_to(analysis)
-        raise AssertionError("unreachable")
+        return _HelperLooks(self, prepared, wanted=analysis.properties is None).applied_to(analysis)
 
     def warm(self) -> None:
         """Start the helpers and wait until they have loaded their embedder."""
@@ -116,6 +106,16 @@ class PixelProcesses:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def _submit(self, prepared: PreparedImage, wanted: bool) -> tuple[ProcessPoolExecutor, Future[Looks]]:
+        """Hand the image to a helper; a pool found broken is replaced first."""
+        pool = self._current()
+        try:
+            return pool, pool.submit(_see, prepared.analysis_bytes, wanted)
+        except BrokenProcessPool:
+            self._discard(pool)
+            pool = self._current()
+            return pool, pool.submit(_see, prepared.analysis_bytes, wanted)
 
     def _current(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -130,3 +130,28 @@ class PixelProcesses:
             if self._pool is broken:
                 self._pool = None
         broken.shutdown(wait=False, cancel_futures=True)
+
+
+class _HelperLooks:
+    """One image's looks on their way from a helper; tried once more in a new pool if its helper dies."""
+
+    def __init__(self, helpers: PixelProcesses, prepared: PreparedImage, *, wanted: bool) -> None:
+        self._helpers = helpers
+        self._prepared = prepared
+        self._wanted = wanted
+        self._pool, self._future = helpers._submit(prepared, wanted)
+
+    def applied_to(self, analysis: Analysis) -> Analysis:
+        try:
+            looks = self._future.result()
+        except BrokenProcessPool:
+            self._helpers._discard(self._pool)
+            log.warning("sha256=%s a pixel helper process died; starting another and trying again",
+                        self._prepared.sha256[:12])
+            pool, future = self._helpers._submit(self._prepared, self._wanted)
+            try:
+                looks = future.result()
+            except BrokenProcessPool:
+                self._helpers._discard(pool)
+                raise
+        return looks.applied_to(analysis)

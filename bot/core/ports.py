@@ -68,11 +68,23 @@ class Embedder(Protocol):
         ...
 
 
+class PendingLooks(Protocol):
+    """Looks being computed for one image (or already computed)."""
+
+    def applied_to(self, analysis: Analysis) -> Analysis:
+        """``analysis`` with the looks, once they are ready; raises when they could not be computed."""
+        ...
+
+
 class Looker(Protocol):
-    """Adds what the pixels say (colours, quality, pHash, embedding) to an analysis; thread-safe."""
+    """Computes what the pixels say (colours, quality, pHash, embedding) for an image; thread-safe."""
+
+    def start(self, prepared: PreparedImage) -> PendingLooks:
+        """Begin computing the looks of ``prepared`` (so they can be ready when its analysis is)."""
+        ...
 
     def look(self, prepared: PreparedImage, analysis: Analysis) -> Analysis:
-        """``analysis`` with its looks; raises when they cannot be computed (the analysis stands without them)."""
+        """``analysis`` with its looks, computed now (colours the analysis has are kept, not computed)."""
         ...
 
     def warm(self) -> None:

@@ -71,6 +71,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -94,6 +96,8 @@ from bot.core.vectors import from_bytes
 
 if TYPE_CHECKING:
     import onnxruntime as ort
+
+log = logging.getLogger("imgbot.analyzers.local")
 
 __all__ = [
     "DUPLICATE_HASH_ALONE",
@@ -216,6 +220,39 @@ def features_model(path: Path | str = MODEL_FILE) -> tuple[bytes, str, str]:
     return model.SerializeToString(), logits, features
 
 
+#: Bumped whenever ``features_model`` edits the graph differently: older cached copies are then ignored.
+FEATURES_EDIT = 1
+
+
+def cache_folder() -> Path:
+    """Where edited models are kept between runs: ``$XDG_CACHE_HOME/imgbot`` (``~/.cache/imgbot``)."""
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "imgbot"
+
+
+def cached_features_model(path: Path = MODEL_FILE) -> tuple[bytes, Path | None]:
+    """``features_model``'s bytes, and the cached copy they came from (None: just edited).
+
+    Editing the graph needs the ``onnx`` package, and importing it alone takes 0.65 s of CPU, in
+    every process that loads the embedder: each run of the CLI and each pixel helper process. So
+    the edited model is written to the cache folder, named by the original's digest and
+    ``FEATURES_EDIT``, and read from there next time. A folder that cannot be written only costs
+    that time again."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    cached = cache_folder() / f"{path.stem}-features-{digest}-edit{FEATURES_EDIT}.onnx"
+    with contextlib.suppress(OSError):
+        return cached.read_bytes(), cached
+    model = features_model(path)[0]
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")
+        partial.write_bytes(model)
+        partial.replace(cached)  # whole or not at all, whoever else writes it at the same time
+    except OSError as err:
+        log.info("the edited embedding model is not cached (%s); it is edited again at each start", err)
+    return model, None
+
+
 def _session(model: bytes) -> ort.InferenceSession:
     """As ``models.onnx_session`` (one intra-op thread: the CPU pool gives the parallelism), from bytes."""
     import onnxruntime as ort
@@ -241,8 +278,16 @@ class ImageEmbedder(LazyModel[np.ndarray]):
     what = "comparing this image with others"
 
     def _load(self) -> None:
-        model, self.logits_name, self.features_name = features_model(MODEL_FILE)
-        self.session = _session(model)  # the parsed graph and the bytes are freed on return
+        model, cached = cached_features_model(MODEL_FILE)
+        try:
+            self.session = _session(model)  # the parsed graph and the bytes are freed on return
+        except Exception:
+            if cached is None:
+                raise
+            cached.unlink(missing_ok=True)  # a damaged copy: edit the original again
+            self.session = _session(features_model(MODEL_FILE)[0])
+        # ``features_model`` appends the features after the logits.
+        self.logits_name, self.features_name = (output.name for output in self.session.get_outputs())
         self.input_name = self.session.get_inputs()[0].name
         projection()
 
