@@ -246,6 +246,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "search_documents": ("image_id", "labels", "text"),
     "image_visuals": ("image_id", "seq", "phash", "brightness", "sharpness", "contrast", "source"),
     "image_colors": ("image_id", "rank", "red", "green", "blue", "hex", "css", "simplified", "percent"),
+    "image_color_names": ("image_id", "name", "percent"),
     "image_embeddings": ("image_id", "seq", "model", "vector"),
 }
 #: Synthetic embeddings fall around this many "subjects" (a workspace posts many pictures of few things).
@@ -394,15 +395,15 @@ def generate(count: int, vocab: Vocabulary) -> Iterator[dict[str, list[tuple[Any
                          first_text[o], 0.8, "{}"))
             if is_done:
                 documents.append((image_id, " ".join(sorted(doc_terms.get(o, []))), "\n".join(lines)))
-        visuals, colors, embeddings = looks(rng, ids[done])
+        visuals, colors, names, embeddings = looks(rng, ids[done])
         yield {"images": images, "sightings": sightings, "labels": labels, "label_terms": label_terms,
                "text_detections": text_rows, "moderation_labels": moderation, "faces": faces,
                "analysis_runs": runs, "search_documents": documents, "image_visuals": visuals,
-               "image_colors": colors, "image_embeddings": embeddings}
+               "image_colors": colors, "image_color_names": names, "image_embeddings": embeddings}
 
 
 def looks(rng: np.random.Generator, ids: np.ndarray
-          ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+          ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """Colours, quality, a pHash and an embedding per analysed image; 5 % are near-duplicates of another
     (0-6 bits off, embedding cosine ~0.97); the other embeddings scatter around ``SUBJECTS`` centres."""
     n = len(ids)
@@ -424,7 +425,7 @@ def looks(rng: np.random.Generator, ids: np.ndarray
     brightness, sharpness = rng.uniform(5, 95, n), 100 * rng.random(n) ** 0.4
     weights = 1.0 / np.arange(1, len(PALETTE) + 1)
     picks = rng.choice(len(PALETTE), (n, 3), p=weights / weights.sum())
-    visuals, colors, embeddings = [], [], []
+    visuals, colors, names, embeddings = [], [], [], []
     for o, image_id in enumerate(ids.tolist()):
         seq = 1_700_000_000_000_000_000 + image_id * 1_000_000_000  # written a second apart, as the clock has it
         embeddings.append((image_id, seq, EMBEDDING_MODEL, packed[o].tobytes()))
@@ -434,7 +435,8 @@ def looks(rng: np.random.Generator, ids: np.ndarray
         for rank, (pick, share) in enumerate(zip(dict.fromkeys(picks[o].tolist()), shares, strict=False)):
             simplified, css, (r, g, b) = PALETTE[pick]
             colors.append((image_id, rank, r, g, b, f"#{r:02x}{g:02x}{b:02x}", css, simplified, share))
-    return visuals, colors, embeddings
+            names.extend((image_id, name, share) for name in dict.fromkeys((simplified, css)))  # largest first
+    return visuals, colors, names, embeddings
 
 
 # -- loading -------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ RUNS: Table = models.AnalysisRun.__table__  # type: ignore[assignment]
 _RESULT_TABLES: tuple[Table, ...] = tuple(
     model.__table__ for model in (models.Label, models.LabelTerm, models.TextDetection,  # type: ignore[misc]
                                   models.ModerationLabel, models.Face, models.SearchDocument,
-                                  models.SensitiveFinding, models.ImageVisual, models.ImageColor,
+                                  models.SensitiveFinding, models.ImageVisual, models.ImageColor, models.ImageColorName,
                                   models.ImageEmbedding)
 )
 

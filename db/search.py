@@ -123,7 +123,7 @@ from db.bulk_records import load_records, one_of
 from db.models import (
     IMAGE_STATUSES,
     Image,
-    ImageColor,
+    ImageColorName,
     ImageVisual,
     LabelTerm,
     ModerationLabel,
@@ -447,8 +447,8 @@ def _looks_select(term: ColorFilter | QualityFilter | DupesFilter | LikeFilter, 
 
     if isinstance(term, ColorFilter):
         keys = list(term.keys)
-        return select(ImageColor.image_id.label("image_id")).where(
-            or_(ImageColor.simplified.in_(keys), ImageColor.css.in_(keys)), ImageColor.percent >= term.min_percent)
+        return select(ImageColorName.image_id.label("image_id")).where(
+            ImageColorName.name.in_(keys), ImageColorName.percent >= term.min_percent)
     if isinstance(term, (DupesFilter, LikeFilter)):
         return None
     if term.what == "blurry":

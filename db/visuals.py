@@ -1,4 +1,5 @@
-"""Rows of ``image_visuals`` and ``image_colors``: written with an analysis, read back as ``ImageProperties``."""
+"""Rows of ``image_visuals``, ``image_colors`` and ``image_color_names``: written with an analysis, read back
+as ``ImageProperties``."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from db import models
 VISUALS: Table = models.ImageVisual.__table__  # type: ignore[assignment]
 EMBEDDINGS: Table = models.ImageEmbedding.__table__  # type: ignore[assignment]
 COLORS: Table = models.ImageColor.__table__  # type: ignore[assignment]
+COLOR_NAMES: Table = models.ImageColorName.__table__  # type: ignore[assignment]
 
 
 Rows = list[tuple[Table, list[dict[str, Any]]]]
@@ -39,7 +41,12 @@ def rows(image_id: int, properties: ImageProperties | None, phash: int | None,
          "css": c.css_color[:32], "simplified": c.simplified_color[:16], "percent": c.pixel_percent}
         for rank, c in enumerate(properties.dominant_colors)
     ]
-    return [*found, (VISUALS, [visual]), (COLORS, colors)]
+    shares: dict[str, float] = {}
+    for c in properties.dominant_colors:
+        for name in {c.css_color[:32], c.simplified_color[:32]}:
+            shares[name] = max(shares.get(name, 0.0), c.pixel_percent)
+    names = [{"image_id": image_id, "name": name, "percent": percent} for name, percent in shares.items()]
+    return [*found, (VISUALS, [visual]), (COLORS, colors), (COLOR_NAMES, names)]
 
 
 def stored_properties(connection: Connection, image_id: int) -> ImageProperties | None:
@@ -159,7 +166,7 @@ def save(connection: Connection, image_id: int, properties: ImageProperties, pha
     """Write one image's colours, quality, hash and embedding (replacing any)."""
     from sqlalchemy import delete, insert
 
-    for table in (COLORS, VISUALS, EMBEDDINGS):
+    for table in (COLORS, COLOR_NAMES, VISUALS, EMBEDDINGS):
         connection.execute(delete(table).where(table.c.image_id == image_id))
     for table, values in rows(image_id, properties, phash, embedding, model):
         if values:

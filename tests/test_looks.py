@@ -112,6 +112,7 @@ def test_rescan_images_gives_older_images_their_colours_and_hash(env, tmp_path):
     engine = create_engine(env["DATABASE_URL"])
     with engine.begin() as connection:  # as a version before colours kept them
         connection.execute(text("DELETE FROM image_colors"))
+        connection.execute(text("DELETE FROM image_color_names"))
         connection.execute(text("DELETE FROM image_visuals"))
     engine.dispose()
     assert json.loads(run("search", "color:teal", "--json")[1]) == []
@@ -238,3 +239,42 @@ def test_a_damaged_stored_embedding_costs_only_its_own_image(core: Core, caplog:
     assert found(core, f"like:{broken}") == set()
     assert copy in found(core, f"dupes:{cat}")
     assert f"image={broken} embedding unreadable" in caplog.text
+
+
+def test_a_colour_is_found_by_its_css_name_or_its_simplified_name_with_the_share_of_either(core: Core) -> None:
+    slate = ingest(core, halves((47, 79, 79), (250, 250, 250), 0.35), "slate.png")  # darkslategray, grey
+    white = ingest(core, solid((250, 250, 250)), "white.png")
+
+    assert found(core, "color:darkslategrey") == found(core, "color:darkslategray") == {slate}
+    assert found(core, "color:grey>30") == {slate}
+    assert found(core, "color:grey>40") == set()  # its grey covers 35 %
+    assert found(core, "color:white>60") == {slate, white}
+    assert found(core, "color:darkslategray -color:white") == set()
+
+
+def test_migration_0011_names_the_colours_stored_before_it(empty_database) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    from db.migrate import upgrade
+
+    upgrade(empty_database.engine, "0010")
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    with empty_database.engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO images (id, sha256, byte_size, status, failure_retryable, attempts, label_count, "
+            "text_line_count, face_count, max_moderation_confidence, created_at, updated_at) "
+            "VALUES (1, :sha, 10, 'done', false, 1, 0, 0, 0, 0, :now, :now)"), {"sha": "a" * 64, "now": now})
+        for rank, (css, simplified, percent) in enumerate(
+                (("darkslategray", "grey", 30.0), ("gray", "grey", 25.0), ("teal", "teal", 20.0))):
+            connection.execute(text(
+                "INSERT INTO image_colors (image_id, rank, red, green, blue, hex, css, simplified, percent) "
+                "VALUES (1, :rank, 0, 0, 0, '#000000', :css, :simplified, :percent)"),
+                {"rank": rank, "css": css, "simplified": simplified, "percent": percent})
+
+    upgrade(empty_database.engine)
+
+    with empty_database.engine.connect() as connection:
+        names = dict(connection.execute(text("SELECT name, percent FROM image_color_names WHERE image_id = 1")).all())
+    assert names == {"darkslategray": 30.0, "gray": 25.0, "grey": 30.0, "teal": 20.0}  # grey: its largest colour
