@@ -217,7 +217,8 @@ class ImageVisual(Base):
     __table_args__ = (
         # Rows in the order they were written: the near-duplicate index loads what is new since it last looked.
         Index("ix_image_visuals_seq", "seq"),
-        Index("ix_image_visuals_sharpness_image_id", "sharpness", "image_id"),
+        # quality:blurry (sharpness and contrast) and quality:dark read an index alone.
+        Index("ix_image_visuals_sharpness_contrast_image_id", "sharpness", "contrast", "image_id"),
         Index("ix_image_visuals_brightness_image_id", "brightness", "image_id"),
     )
 
