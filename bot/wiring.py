@@ -284,12 +284,13 @@ class Core:
                 self._vectors = EmbeddingCache(self.database.engine, embedder.version)
             return self._vectors
 
-    def warm_models(self) -> threading.Thread | None:
+    def warm_models(self) -> threading.Thread:
         """Get the pixel helpers (or this process's embedder) ready on a background thread, while the
         first images are stored and analysed.
 
-        Loading the embedder takes about a second, mostly importing ``onnx``. Left to the first image
-        that needs it, that second held up every image behind it at the start of a batch."""
+        A helper takes 0.7 s to start and load its embedder (1.6 s before the edited model was
+        cached). Left to the first image that needs it, that time held up every image behind it at
+        the start of a batch."""
         looker = self.looker
 
         def warm() -> None:

@@ -253,19 +253,14 @@ def test_a_colour_is_found_by_its_css_name_or_its_simplified_name_with_the_share
 
 
 def test_migration_0011_names_the_colours_stored_before_it(empty_database) -> None:  # type: ignore[no-untyped-def]
-    from datetime import UTC, datetime
-
     from sqlalchemy import text
 
     from db.migrate import upgrade
+    from tests.old_rows import insert_analysed_image
 
     upgrade(empty_database.engine, "0010")
-    now = datetime(2026, 1, 1, tzinfo=UTC)
     with empty_database.engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO images (id, sha256, byte_size, status, failure_retryable, attempts, label_count, "
-            "text_line_count, face_count, max_moderation_confidence, created_at, updated_at) "
-            "VALUES (1, :sha, 10, 'done', false, 1, 0, 0, 0, 0, :now, :now)"), {"sha": "a" * 64, "now": now})
+        insert_analysed_image(connection, 1)
         for rank, (css, simplified, percent) in enumerate(
                 (("darkslategray", "grey", 30.0), ("gray", "grey", 25.0), ("teal", "teal", 20.0))):
             connection.execute(text(

@@ -164,22 +164,16 @@ def test_reports_count_people(core: Core, fake_analyzer: FakeAnalyzer) -> None:
 
 
 def test_migration_0010_counts_the_people_of_images_analysed_before_it(empty_database) -> None:  # type: ignore[no-untyped-def]
-    from datetime import UTC, datetime
-
     from sqlalchemy import text
 
     from db.migrate import upgrade
+    from tests.old_rows import insert_analysed_image
 
     upgrade(empty_database.engine, "0009")
-    now = datetime(2026, 1, 1, tzinfo=UTC)
     box = {"box": {"Left": 0.1, "Top": 0.1, "Width": 0.2, "Height": 0.5}, "confidence": 90.0}
     with empty_database.engine.begin() as connection:
         for image_id in (1, 2, 3, 4):
-            connection.execute(text(
-                "INSERT INTO images (id, sha256, byte_size, status, failure_retryable, attempts, label_count, "
-                "text_line_count, face_count, max_moderation_confidence, created_at, updated_at) "
-                "VALUES (:id, :sha, 10, 'done', false, 1, 1, 0, 0, 0, :now, :now)"),
-                {"id": image_id, "sha": str(image_id) * 64, "now": now})
+            insert_analysed_image(connection, image_id, label_count=1)
         for image_id, name, instances in ((1, "Person", [box] * 3), (2, "Person", []), (3, "Cat", [box]),
                                           (4, "Person", []), (4, "Face", [box] * 2)):
             connection.execute(text(

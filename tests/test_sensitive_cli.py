@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from sqlalchemy import create_engine, text
 
 from db.migrate import upgrade
 from tests.images import make_image
+from tests.old_rows import insert_analysed_image
 from tests.test_cli import env, rekognition, run  # noqa: F401  (fixtures)
 
 AWS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
@@ -110,12 +110,8 @@ def test_rescan_text_masks_what_an_older_version_stored_and_adds_its_findings(en
 
 def test_migration_0007_masks_text_stored_before_it(empty_database):
     upgrade(empty_database.engine, "0006")
-    now = datetime(2026, 1, 1, tzinfo=UTC)
     with empty_database.engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO images (id, sha256, byte_size, status, failure_retryable, attempts, label_count, "
-            "text_line_count, face_count, max_moderation_confidence, created_at, updated_at) "
-            "VALUES (1, :sha, 10, 'done', false, 1, 0, 1, 0, 0, :now, :now)"), {"sha": "a" * 64, "now": now})
+        insert_analysed_image(connection, 1, text_line_count=1)
         connection.execute(text(
             "INSERT INTO text_detections (image_id, detection_id, kind, text, confidence, box, polygon) "
             "VALUES (1, 0, 'LINE', :t, 99, :box, '[]')"),
