@@ -12,7 +12,7 @@ import contextlib
 import functools
 import gc
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -42,18 +42,26 @@ BATCH = 5000  # ids per statement (SQLite allows 32,766 parameters)
 
 
 def load_records(session: Session, image_ids: Sequence[int], *, narrow: bool = False,
-                 label_min: float = 0.0) -> list[ImageRecord]:
+                 label_min: float = 0.0, channels: Collection[str] | None = None) -> list[ImageRecord]:
     """Full records for ``image_ids``, in the same order (missing ids are skipped).
 
     ``narrow``: only what a Markdown or CSV report shows — label names and confidences, the
     lines of text, moderation, posts and decisions; no boxes, polygons, parents, faces or
     model versions (half the reading and building for a 10,000-image report), and only the labels
-    at or above ``label_min``."""
+    at or above ``label_min``.
+
+    ``channels``: a caller restricted to these channels gets only the posts it may see (live
+    Slack posts in them), and the others are never read."""
     records: dict[int, ImageRecord] = {}
     ids = list(dict.fromkeys(int(i) for i in image_ids))
+    posts: tuple[ColumnElement[bool], ...] = ()
+    if channels is not None:
+        sighting = models.Sighting
+        posts = (sighting.deleted_at.is_(None), sighting.source_kind == "slack",
+                 sighting.channel_id.in_(sorted(set(channels))))
     with _collector_paused():
         for start in range(0, len(ids), BATCH):
-            records.update(_load_batch(session, ids[start:start + BATCH], narrow, label_min))
+            records.update(_load_batch(session, ids[start:start + BATCH], narrow, label_min, posts))
     return [records[i] for i in ids if i in records]
 
 
@@ -109,7 +117,8 @@ def _grouped(session: Session, columns: Sequence[Any], image_id: Any, ids: list[
     return grouped
 
 
-def _load_batch(session: Session, ids: list[int], narrow: bool, label_min: float) -> dict[int, ImageRecord]:
+def _load_batch(session: Session, ids: list[int], narrow: bool, label_min: float,
+                posts: tuple[ColumnElement[bool], ...]) -> dict[int, ImageRecord]:
     image = models.Image
     images = session.connection().execute(
         select(image.id, image.sha256, image.status, image.byte_size, image.format, image.width, image.height,
@@ -144,7 +153,7 @@ def _load_batch(session: Session, ids: list[int], narrow: bool, label_min: float
                                    sighting.team_id, sighting.channel_id, sighting.channel_name, sighting.user_id,
                                    sighting.user_name, sighting.file_id, sighting.message_ts, sighting.thread_ts,
                                    sighting.permalink, sighting.deleted_at),
-                         sighting.image_id, ids, (sighting.seen_at, sighting.id), _sighting)
+                         sighting.image_id, ids, (sighting.seen_at, sighting.id), _sighting, *posts)
     finding = models.SensitiveFinding
     found = _grouped(session, (finding.category, finding.kind, finding.masked, finding.detector, finding.score,
                                _raw(finding.line_ids), _raw(finding.boxes)), finding.image_id, ids, (finding.id,),

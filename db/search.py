@@ -920,16 +920,6 @@ def _rank(session: Session, query: Query, ctx: _Context, statuses: Sequence[str]
 # -- shaping the records ---------------------------------------------------------------------
 
 
-def _visible_only(record: ImageRecord, ctx: _Context) -> ImageRecord:
-    """A restricted caller gets only the sightings it may see (never another channel's)."""
-    if ctx.channels is None:
-        return record
-    allowed = set(ctx.channels)
-    kept = tuple(s for s in record.sightings
-                 if not s.deleted and s.source_kind == "slack" and s.channel_id in allowed)
-    return dataclasses.replace(record, sightings=kept)
-
-
 def _top_level_sighting_terms(query: Query) -> list[Term]:
     where = query.where
     if where is None:
@@ -1044,7 +1034,7 @@ def search_images(
     rows = rows[(page - 1) * per_page:]
     ids = [int(row.id) for row in rows]
     scores = {int(row.id): float(row.score or 0.0) for row in rows}
-    records = [_visible_only(r, ctx) for r in load_records(session, ids)]
+    records = load_records(session, ids, channels=ctx.channels)
     shown = _display_sightings(session, ids, query, ctx)
     hits = []
     for record in records:
@@ -1088,9 +1078,8 @@ def report_data(
     def listed(total: int | None) -> tuple[ImageRecord, ...]:
         rows = _rank(session, query, ctx, statuses, REPORT_MAX_IMAGES, total=total,
                      matches=_match_ids(session, query, ctx, statuses), scored=False)
-        loaded = load_records(session, [int(row.id) for row in rows], narrow=not full_records,
-                              label_min=label_min_confidence)
-        return tuple(_visible_only(r, ctx) for r in loaded)
+        return tuple(load_records(session, [int(row.id) for row in rows], narrow=not full_records,
+                                  label_min=label_min_confidence, channels=ctx.channels))
 
     if side_session is None:
         totals, top = aggregates(session)

@@ -308,6 +308,10 @@ def test_an_image_also_posted_publicly_shows_only_the_visible_post(core, seed):
     assert hit.image.id == both
     assert hit.sighting is not None and hit.sighting.channel_id == "C0PUBLIC"
     assert {s.channel_id for s in hit.image.sightings} == {"C0PUBLIC"}
+    for full_records in (True, False):  # a report's records too, whichever it loads
+        (listed,) = core.report("cat", channels=["C0PUBLIC"], full_records=full_records).images
+        assert [s.channel_id for s in listed.sightings] == ["C0PUBLIC"]
+    assert {s.channel_id for s in core.search("cat").hits[0].image.sightings} == {"C0PUBLIC", "C0PRIVATE"}
     assert found(core, "in:#secret", channels=["C0PUBLIC"]) == set()
     assert found(core, "cat -in:#secret", channels=["C0PUBLIC"]) == {both}
 
