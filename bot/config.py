@@ -105,7 +105,12 @@ def _optional_positive_float(value: str) -> float | None:
 
 
 def _auto_or_count(value: str) -> int | None:
-    return None if value.strip().lower() in {"", "auto"} else _non_negative_int(value)
+    if value.strip().lower() in {"", "auto"}:
+        return None
+    try:
+        return _non_negative_int(value)
+    except ValueError:
+        raise ValueError(f"expected auto or a whole number (0 or more), got {value!r}") from None
 
 
 #: Helper processes for the pixels when IMGBOT_PIXEL_PROCESSES is automatic: one per two cores, at most this.

@@ -43,7 +43,7 @@ def rows(image_id: int, properties: ImageProperties | None, phash: int | None,
     ]
     shares: dict[str, float] = {}
     for c in properties.dominant_colors:
-        for name in {c.css_color[:32], c.simplified_color[:32]}:
+        for name in {c.css_color[:32], c.simplified_color[:32]} - {""}:  # an answer may lack a CSS name
             shares[name] = max(shares.get(name, 0.0), c.pixel_percent)
     names = [{"image_id": image_id, "name": name, "percent": percent} for name, percent in shares.items()]
     return [*found, (VISUALS, [visual]), (COLORS, colors), (COLOR_NAMES, names)]

@@ -328,19 +328,26 @@ def test_the_edited_model_is_cached_so_the_next_process_needs_no_onnx(tmp_path: 
     assert second[-1] == first[-1]  # the same vector
 
 
-def test_a_damaged_cached_model_is_edited_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("damage", ["not a model", "the unedited classifier"])
+def test_a_damaged_cached_model_is_edited_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str) -> None:
+    from bot.analyzers.local.labels import MODEL_FILE
+
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     ImageEmbedder().load()
     (cached,) = (tmp_path / "imgbot").glob("*.onnx")
-    cached.write_bytes(b"not a model")
+    # Garbage, or a model that loads but lacks the features output.
+    wrong = b"not a model" if damage == "not a model" else MODEL_FILE.read_bytes()
+    cached.write_bytes(wrong)
 
     embedder = ImageEmbedder()
     vector = embedder.embed(Image.new("RGB", (300, 200), (30, 140, 90)))
     assert vector.shape == (EMBEDDING_DIM,)
-    assert not cached.exists() or cached.read_bytes() != b"not a model"
+    assert not cached.exists() or cached.read_bytes() != wrong
 
 
-def test_a_cache_folder_that_cannot_be_written_only_costs_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cache_folder_that_cannot_be_written_still_gives_embeddings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     blocked = tmp_path / "file"
     blocked.write_text("a file where the cache folder would go")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))

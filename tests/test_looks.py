@@ -273,3 +273,13 @@ def test_migration_0011_names_the_colours_stored_before_it(empty_database) -> No
     with empty_database.engine.connect() as connection:
         names = dict(connection.execute(text("SELECT name, percent FROM image_color_names WHERE image_id = 1")).all())
     assert names == {"darkslategray": 30.0, "gray": 25.0, "grey": 30.0, "teal": 20.0}  # grey: its largest colour
+
+
+def test_a_colour_without_a_css_name_is_named_by_its_simplified_name_only() -> None:
+    from bot.core.types import DominantColor, ImageProperties
+    from db import visuals
+
+    properties = ImageProperties(brightness=50.0, sharpness=50.0, contrast=50.0, source="rekognition",
+                                 dominant_colors=(DominantColor(10, 20, 200, "#0a14c8", "", "blue", 60.0),))
+    (names,) = [rows for table, rows in visuals.rows(1, properties, 0) if table is visuals.COLOR_NAMES]
+    assert names == [{"image_id": 1, "name": "blue", "percent": 60.0}]

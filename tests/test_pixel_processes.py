@@ -85,7 +85,7 @@ def test_colours_the_analyser_gave_are_kept_and_not_computed_again() -> None:
     assert seen.phash is not None and seen.embedding is None
 
 
-def test_a_helper_that_dies_is_replaced_and_only_its_image_goes_without_looks(
+def test_a_helper_that_dies_is_replaced_and_the_next_image_gets_its_looks(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     helpers = PixelProcesses(1, CrashingEmbedder)
@@ -135,5 +135,7 @@ def test_the_setting_chooses_helpers_or_the_analysis_threads(settings: Settings)
             core.database.dispose()
     assert isinstance(on, PixelProcesses) and on is again  # one set of helpers per process
     assert isinstance(off, InlineLooks)
-    with pytest.raises(ConfigError, match="IMGBOT_PIXEL_PROCESSES"):
+    with pytest.raises(ConfigError, match="IMGBOT_PIXEL_PROCESSES.*expected auto or a whole number"):
         Settings.from_env({"IMGBOT_PIXEL_PROCESSES": "some"})
+    with pytest.raises(ConfigError, match="IMGBOT_PIXEL_PROCESSES"):
+        Settings.from_env({"IMGBOT_PIXEL_PROCESSES": "-1"})

@@ -40,6 +40,7 @@ def upgrade() -> None:
             UNION ALL
             SELECT image_id, css AS name, percent FROM image_colors
         ) AS named
+        WHERE name <> ''
         GROUP BY image_id, name
     """)
     op.create_index('ix_image_color_names_name_percent_image_id', 'image_color_names',

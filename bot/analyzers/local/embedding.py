@@ -253,6 +253,16 @@ def cached_features_model(path: Path = MODEL_FILE) -> tuple[bytes, Path | None]:
     return model, None
 
 
+def _features_session(model: bytes) -> ort.InferenceSession:
+    """A session of ``features_model``'s graph; refuses one that does not give the logits and the features."""
+    session = _session(model)
+    outputs = session.get_outputs()
+    if len(outputs) != 2 or outputs[1].shape[-1] != FEATURE_DIM:
+        raise ValueError(f"expected the logits and {FEATURE_DIM} features, got outputs "
+                         f"{[(o.name, o.shape) for o in outputs]}")
+    return session
+
+
 def _session(model: bytes) -> ort.InferenceSession:
     """As ``models.onnx_session`` (one intra-op thread: the CPU pool gives the parallelism), from bytes."""
     import onnxruntime as ort
@@ -280,12 +290,13 @@ class ImageEmbedder(LazyModel[np.ndarray]):
     def _load(self) -> None:
         model, cached = cached_features_model(MODEL_FILE)
         try:
-            self.session = _session(model)  # the parsed graph and the bytes are freed on return
-        except Exception:
+            self.session = _features_session(model)  # the parsed graph and the bytes are freed on return
+        except Exception as err:
             if cached is None:
                 raise
-            cached.unlink(missing_ok=True)  # a damaged copy: edit the original again
-            self.session = _session(features_model(MODEL_FILE)[0])
+            log.warning("the cached embedding model %s is damaged (%r); editing the original again", cached, err)
+            cached.unlink(missing_ok=True)
+            self.session = _features_session(features_model(MODEL_FILE)[0])
         # ``features_model`` appends the features after the logits.
         self.logits_name, self.features_name = (output.name for output in self.session.get_outputs())
         self.input_name = self.session.get_inputs()[0].name
