@@ -348,6 +348,8 @@ def test_deleted_posts_are_not_searched(core, seed):
     assert hit.sighting.file_id == "F0KEEP"
     assert found(core, "in:#a") == set()
     assert gone not in found(core, "")
+    for query in ("cat in:#a", "cat in:C0AAA", "cat in:<#C0AAA>", "cat in:#b"):  # listed by label, then the post
+        assert found(core, query) == ({kept} if query.endswith("#b") else set()), query
 
 
 # -- status, ranking, pages ------------------------------------------------------------------

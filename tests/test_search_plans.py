@@ -207,6 +207,20 @@ def test_typical_queries_are_answered_from_their_index(collection, query, index)
     assert not scans_images(plan)
 
 
+@pytest.mark.parametrize("quiet_core", ["sqlite"], indirect=True)  # PostgreSQL plans the check by cost
+@pytest.mark.parametrize(("query", "look_up"), [
+    ("label:cat in:#design", "COVERING INDEX ix_sightings_lower_channel_name (channel_name=? AND image_id=?)"),
+    ("label:cat in:<#C0DESIGN>", "INDEX ix_sightings_live_channel_id_image_id (channel_id=? AND image_id=?)"),
+    ("label:cat from:@bob", "COVERING INDEX ix_sightings_lower_user_name (user_name=? AND image_id=?)"),
+    ("label:cat from:<@U0BOB>", "COVERING INDEX ix_sightings_user_id_image_id (user_id=? AND image_id=?)"),
+])
+def test_sqlite_turns_away_images_from_other_channels_and_users_from_an_index(collection, query, look_up):
+    # ``label:cat`` lists the images; each is checked for the channel or user in that index alone
+    # before its posts are read (``quality:blurry in:#design`` at a million images: 176 -> 89 ms).
+    for channels in (None, ["C0PUBLIC", "C0DESIGN"]):
+        assert look_up in plans(collection, query, channels=channels)
+
+
 def test_text_is_found_through_the_full_text_index(collection):
     plan = plans(collection, 'text:"sale"')
     full_text = "search_fts" if collection.database.dialect == "sqlite" else "ix_search_documents_text_tsv"
