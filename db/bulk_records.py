@@ -98,9 +98,13 @@ def _json(text: str | None) -> Any:
 def one_of(column: Any, ids: list[int], dialect: str) -> ColumnElement[bool]:
     """``column IN (…)`` with the ids as one parameter, not thousands (SQLAlchemy spends longer
     expanding 5,000 parameters than the database spends on the query): ``= ANY(array)`` on
-    PostgreSQL, ``IN (SELECT value FROM json_each(…))`` on SQLite."""
+    PostgreSQL, ``IN (SELECT value FROM json_each(…))`` on SQLite.
+
+    The array goes as its text (``{1,2,3}``), which PostgreSQL parses in C: psycopg's dumper
+    takes 5 ms in Python for 5,000 ints, a tenth of a 10,000-image report's reading."""
     if dialect == "postgresql":
-        return column == any_(bindparam(None, ids, type_=postgresql.ARRAY(Integer)))  # type: ignore[no-any-return]
+        listed_text = bindparam(None, "{" + ",".join(str(int(i)) for i in ids) + "}", type_=Text)
+        return column == any_(cast(listed_text, postgresql.ARRAY(Integer)))  # type: ignore[no-any-return]
     listed: Select[Any] = select(literal_column("value")).select_from(func.json_each(bindparam(None, json.dumps(ids))))
     return column.in_(listed)  # type: ignore[no-any-return]
 

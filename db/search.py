@@ -148,6 +148,7 @@ EARLY_READ = 2_500  # rows of one list read to find a count beyond the cap early
 NARROW_UP_TO = 50_000  # a second list of this many rows at most also narrows the first (SQLite)
 FIRST_ROUND = 400  # candidates per index in the first round of ``_rank``; grows by ``GROWTH``
 GROWTH = 8
+SHARE_SAMPLE = 500  # newest images looked at to judge how many a restricted caller sees
 PAIR_MAX = 5_000  # images with two label terms at once that a round brings in, at most
 FIRST_PAIR_FLOOR = 0.8  # the first round's pairs: both terms this far from the threshold to 100
 
@@ -804,6 +805,28 @@ def _horizon(session: Session, n: int) -> datetime | None:
     return found
 
 
+def _first_window(session: Session, ctx: _Context, k: int) -> int:
+    """How many of the newest images the first round of ``_rank`` starts from: ``2k``, or for a
+    restricted caller and a long list (a report's 10,000) as many as hold about ``2k`` they can
+    see, judged by how many of the newest ``SHARE_SAMPLE`` images they can see.
+
+    Without it a Slack user who sees 45 % of the images got 9,000 of their 10,000 from the first
+    round, and the second round read them all again (0.14 s of a 1.5 s report)."""
+    n = max(FIRST_ROUND, 2 * k)
+    if ctx.channels is None or k <= FIRST_ROUND:
+        return n  # a page of 10: the first round nearly always holds it
+    newest = (select(Image.id).where(Image.status == "done", Image.last_seen_at.is_not(None))
+              .order_by(Image.last_seen_at.desc()).limit(SHARE_SAMPLE).subquery())
+    probe = dataclasses.replace(ctx, probe=True)
+    sampled, seen = session.execute(
+        select(func.count(), func.count().filter(select(Sighting.id).where(
+            Sighting.image_id == newest.c.id, *probe.visible()).exists())).select_from(newest)
+    ).one()
+    if not sampled:
+        return n
+    return math.ceil(n * min(GROWTH, sampled / max(seen, 1)))
+
+
 @dataclass(frozen=True)
 class _Candidates:
     """Image ids to rank, and what any image outside them can at most reach."""
@@ -914,7 +937,7 @@ def _rank(session: Session, query: Query, ctx: _Context, statuses: Sequence[str]
 
     if total is not None and total <= SORT_ALL_MAX:
         return best([Image.id.in_(matches)])
-    n = max(FIRST_ROUND, 2 * k)
+    n = _first_window(session, ctx, k)
     pair_floor: float | None = None
     while True:
         horizon = _horizon(session, n)

@@ -372,6 +372,24 @@ def test_report_totals_count_every_match_beyond_the_listed_ones(core, seed, monk
         assert [(c.name, c.images) for c in data.top_labels] == [("Cat", 2)]
 
 
+@pytest.mark.parametrize("share_sample", [500, 10])
+def test_a_report_for_someone_in_one_of_five_channels_is_listed_in_one_round(core, seed, monkeypatch, share_sample):
+    # The first round starts from as many of the newest images as hold twice the list *they* can
+    # see (judged from the newest share_sample), not twice the list of everyone's images.
+    for n in range(30):
+        seed(labels=[("Cat", 90.0)], sources=[slack(f"C0{'ABCDE'[n % 5]}", when=at(1 + n % 28, n % 24))])
+    monkeypatch.setattr(db_search, "REPORT_MAX_IMAGES", 5)
+    listed = [record.id for record in core.report("", channels=["C0A"]).images]
+    monkeypatch.setattr(db_search, "SORT_ALL_MAX", 0)
+    monkeypatch.setattr(db_search, "FIRST_ROUND", 1)
+    monkeypatch.setattr(db_search, "SHARE_SAMPLE", share_sample)
+
+    with captured_statements(core.database.engine) as statements:
+        data = core.report("", channels=["C0A"])
+
+    assert [record.id for record in data.images] == listed
+    assert len(listed) == 5
+    assert len([s for s in statements if " AS score" in s.sql]) == 1
 
 
 @pytest.mark.postgres
