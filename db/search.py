@@ -52,13 +52,14 @@ import json
 import math
 import re
 import unicodedata
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     ColumnElement,
     Float,
@@ -89,6 +90,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import BindParameter, UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
+from bot.core.nearby import duplicate_groups
 from bot.core.records import (
     ImageRecord,
     LabelCount,
@@ -1111,6 +1113,7 @@ def report_data(
     now: datetime,
     full_records: bool = True,
     side_session: Callable[[], AbstractContextManager[Session]] | None = None,
+    embeddings: Callable[[Sequence[int]], Mapping[int, np.ndarray]] | None = None,
 ) -> ReportData:
     """Everything a report shows: done and failed images matching ``query`` (newest first,
     at most ``REPORT_MAX_IMAGES``), and over all of them the totals and the most common labels.
@@ -1119,7 +1122,9 @@ def report_data(
     the matches as lists (the caller's channels' posts, the label index…), or the counts kept
     per channel; the listed images are found like a search page, in rounds from the newest.
     With ``side_session`` (a factory of a second session) the aggregates are counted on it, on
-    another thread, while this one lists the images: the database's work and Python's overlap."""
+    another thread, while this one lists the images: the database's work and Python's overlap.
+    The listed images' near-duplicate groups follow ``dupes:``'s rule: by hash and, with
+    ``embeddings`` (their reader, by id), by embedding."""
     _no_jit(session)
     ctx = _context(session, query, channels, label_min_confidence, moderation_min_confidence)
     statuses = ("done", "failed")
@@ -1146,6 +1151,12 @@ def report_data(
             counting = pool.submit(on_side)
             records = listed(None)
             totals, top = counting.result()
+    # After the rest, not beside it: the two cores are already busy while the records are built.
+    hashes = {record.id: record.phash for record in records if record.status == "done" and record.phash is not None}
+    groups: tuple[tuple[int, ...], ...] = ()
+    if len(hashes) > 1:
+        vectors = embeddings(list(hashes)) if embeddings is not None else None
+        groups = tuple(tuple(group) for group in duplicate_groups(hashes, vectors))
     note = None
     if totals.images > len(records):
         note = (f"Showing the newest {len(records):,} of {totals.images:,} matching images; "
@@ -1153,7 +1164,7 @@ def report_data(
     return ReportData(
         title=title, query=query_text, generated_at=now, label_min_confidence=label_min_confidence,
         moderation_min_confidence=moderation_min_confidence, images=records, top_labels=top, note=note,
-        totals=totals,
+        totals=totals, duplicate_groups=groups,
     )
 
 

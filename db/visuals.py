@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine, Table, select
 
 from bot.core.nearby import DUPLICATE_MAX_DISTANCE, HashIndex
 from bot.core.types import DominantColor, ImageProperties
-from bot.core.vectors import CodeIndex, readable
+from bot.core.vectors import CodeIndex, read_all
 from db import models
 
 VISUALS: Table = models.ImageVisual.__table__  # type: ignore[assignment]
@@ -202,7 +202,7 @@ class EmbeddingCache(_RefreshedCache):
                 select(EMBEDDINGS.c.image_id, EMBEDDINGS.c.vector)
                 .where(one_of(EMBEDDINGS.c.image_id, list(image_ids), connection.dialect.name),
                        EMBEDDINGS.c.model == self.model))
-            return dict(readable((row.image_id, row.vector) for row in rows))
+            return read_all((row.image_id, row.vector) for row in rows)
 
     def similar(self, image_id: int, limit: int) -> list[tuple[int, float]]:
         """(image id, cosine) of the images that look most like ``image_id``, best first, itself left out."""

@@ -120,6 +120,69 @@ def test_sign_codes_rule_out_only_pairs_too_unlike_to_be_duplicates() -> None:
     assert index.distances(-1, [0]) is None and index.distances(0, [-5]) == {}
 
 
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return (vector / np.linalg.norm(vector)).astype(np.float32)
+
+
+def test_report_groups_follow_the_duplicate_rule_pair_by_pair() -> None:
+    from bot.core.nearby import duplicate_groups
+    from bot.core.vectors import DIM, DUPLICATE_MAX_CODE_BITS, sign_code
+
+    rng = np.random.default_rng(11)
+    count = 300
+    bases = rng.integers(0, 1 << 63, size=12, dtype=np.int64)  # a dozen "photos" and edits of them
+    flips = [rng.choice(64, size=rng.integers(0, 30), replace=False) for _ in range(count)]
+    hashes = {n: int(bases[n % 12]) ^ sum(1 << int(bit) for bit in flips[n]) for n in range(count)}
+    hashes = {n: h - (1 << 64) if h >= 1 << 63 else h for n, h in hashes.items()}
+    looks = [_unit(rng.standard_normal(DIM)) for _ in range(12)]
+    vectors = {n: _unit(looks[n % 12] + rng.uniform(0, 1.5) * _unit(rng.standard_normal(DIM)))
+               for n in range(count) if n % 10}  # every tenth has no embedding: its hash alone decides
+
+    def linked(a: int, b: int) -> bool:
+        bits = ((hashes[a] ^ hashes[b]) & (1 << 64) - 1).bit_count()
+        similarity = None
+        if a in vectors and b in vectors:
+            code_bits = int(np.bitwise_count(sign_code(vectors[a]) ^ sign_code(vectors[b])).sum())
+            similarity = 0.0 if code_bits > DUPLICATE_MAX_CODE_BITS else float(vectors[a] @ vectors[b])
+        return is_near_duplicate(bits, similarity)
+
+    parent = list(range(count))  # the groups, pair by pair
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for a, b in itertools.combinations(range(count), 2):
+        if linked(a, b):
+            parent[max(root(a), root(b))] = min(root(a), root(b))
+    expected: dict[int, list[int]] = {}
+    for n in range(count):
+        expected.setdefault(root(n), []).append(n)
+    groups = duplicate_groups(hashes, vectors, chunk=64)
+
+    assert sorted(groups) == sorted(group for group in expected.values() if len(group) > 1)
+    assert groups != duplicate_groups(hashes)  # by hash alone they differ: the embeddings decided some pairs
+
+
+def test_report_groups_take_a_far_copy_alike_by_embedding_and_leave_a_close_stranger() -> None:
+    from bot.core.nearby import duplicate_groups
+    from bot.core.vectors import DIM
+
+    rng = np.random.default_rng(3)
+    photo, stranger, another = (_unit(rng.standard_normal(DIM)) for _ in range(3))
+    crop = _unit(photo + 0.2 * _unit(rng.standard_normal(DIM)))
+    base = 0x0F0F_3C3C_5A5A_6996
+    hashes = {1: base, 2: base ^ (1 << 20) - 1,  # the crop: 20 bits away, alike by embedding
+              3: base ^ 0xFF00,  # 8 bits away, but a different picture
+              4: base ^ 0xF000_0000_0000}  # 4 bits away: close enough by hash alone
+    vectors = {1: photo, 2: crop, 3: stranger, 4: another}
+
+    assert duplicate_groups(hashes, vectors) == [[1, 2, 4]]
+    assert duplicate_groups(hashes) == [[1, 3, 4]]  # by hash alone
+    assert duplicate_groups(hashes, {1: photo, 2: crop}) == [[1, 2, 3, 4]]  # 3 has no embedding: by hash
+
+
 # --- slow: the real model on the bundled samples ----------------------------------------
 
 Edit = Callable[[Image.Image], Image.Image]

@@ -161,6 +161,9 @@ def test_like_ranks_by_how_alike_images_look_and_dupes_links_a_cropped_captioned
     assert copy in found(core, f"dupes:{cat}") and not found(core, f"dupes:{cat}") & set(others.values())
     assert found(core, f"like:{cat}", channels=["C0OTHER001"]) == set()
     assert found(core, f"like:{cat} -label:anything") == set(ranked)
+    # The report groups them as dupes: links them: 20 bits apart by hash, too far for the hash alone.
+    assert [list(group) for group in core.report("").duplicate_groups or ()] == [sorted([cat, copy])]
+    assert "Images " + ", ".join(map(str, sorted([cat, copy]))) in core.render_report(core.report(""), "md")
 
 
 def test_without_embeddings_like_says_how_to_get_them_and_dupes_goes_by_hash(settings, storage, fake_analyzer):
