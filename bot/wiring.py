@@ -263,7 +263,7 @@ class Core:
                 moderation_min_confidence=self.settings.moderation_min_confidence,
                 now=_now(), full_records=full_records,
                 side_session=self.database.transaction if self.database.shared_between_connections else None,
-                embeddings=vectors.vectors if (vectors := self.vectors) is not None else None,
+                likeness=vectors.likeness if (vectors := self.vectors) is not None else None,
             )
 
     @property

@@ -52,14 +52,13 @@ import json
 import math
 import re
 import unicodedata
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 from sqlalchemy import (
     ColumnElement,
     Float,
@@ -90,7 +89,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import BindParameter, UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
-from bot.core.nearby import duplicate_groups
+from bot.core.nearby import Likeness, duplicate_groups
 from bot.core.records import (
     ImageRecord,
     LabelCount,
@@ -1113,7 +1112,7 @@ def report_data(
     now: datetime,
     full_records: bool = True,
     side_session: Callable[[], AbstractContextManager[Session]] | None = None,
-    embeddings: Callable[[Sequence[int]], Mapping[int, np.ndarray]] | None = None,
+    likeness: Callable[[Sequence[int]], Likeness] | None = None,
 ) -> ReportData:
     """Everything a report shows: done and failed images matching ``query`` (newest first,
     at most ``REPORT_MAX_IMAGES``), and over all of them the totals and the most common labels.
@@ -1124,7 +1123,7 @@ def report_data(
     With ``side_session`` (a factory of a second session) the aggregates are counted on it, on
     another thread, while this one lists the images: the database's work and Python's overlap.
     The listed images' near-duplicate groups follow ``dupes:``'s rule: by hash and, with
-    ``embeddings`` (their reader, by id), by embedding."""
+    ``likeness`` (their embeddings, by id), by embedding."""
     _no_jit(session)
     ctx = _context(session, query, channels, label_min_confidence, moderation_min_confidence)
     statuses = ("done", "failed")
@@ -1155,8 +1154,8 @@ def report_data(
     hashes = {record.id: record.phash for record in records if record.status == "done" and record.phash is not None}
     groups: tuple[tuple[int, ...], ...] = ()
     if len(hashes) > 1:
-        vectors = embeddings(list(hashes)) if embeddings is not None else None
-        groups = tuple(tuple(group) for group in duplicate_groups(hashes, vectors))
+        alike = likeness(list(hashes)) if likeness is not None else None
+        groups = tuple(tuple(group) for group in duplicate_groups(hashes, alike))
     note = None
     if totals.images > len(records):
         note = (f"Showing the newest {len(records):,} of {totals.images:,} matching images; "

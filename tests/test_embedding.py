@@ -125,7 +125,7 @@ def _unit(vector: np.ndarray) -> np.ndarray:
 
 
 def test_report_groups_follow_the_duplicate_rule_pair_by_pair() -> None:
-    from bot.core.nearby import duplicate_groups
+    from bot.core.nearby import Likeness, duplicate_groups
     from bot.core.vectors import DIM, DUPLICATE_MAX_CODE_BITS, sign_code
 
     rng = np.random.default_rng(11)
@@ -159,14 +159,14 @@ def test_report_groups_follow_the_duplicate_rule_pair_by_pair() -> None:
     expected: dict[int, list[int]] = {}
     for n in range(count):
         expected.setdefault(root(n), []).append(n)
-    groups = duplicate_groups(hashes, vectors, chunk=64)
+    groups = duplicate_groups(hashes, Likeness.of_vectors(vectors), chunk=64)
 
     assert sorted(groups) == sorted(group for group in expected.values() if len(group) > 1)
     assert groups != duplicate_groups(hashes)  # by hash alone they differ: the embeddings decided some pairs
 
 
 def test_report_groups_take_a_far_copy_alike_by_embedding_and_leave_a_close_stranger() -> None:
-    from bot.core.nearby import duplicate_groups
+    from bot.core.nearby import Likeness, duplicate_groups
     from bot.core.vectors import DIM
 
     rng = np.random.default_rng(3)
@@ -178,9 +178,14 @@ def test_report_groups_take_a_far_copy_alike_by_embedding_and_leave_a_close_stra
               4: base ^ 0xF000_0000_0000}  # 4 bits away: close enough by hash alone
     vectors = {1: photo, 2: crop, 3: stranger, 4: another}
 
-    assert duplicate_groups(hashes, vectors) == [[1, 2, 4]]
+    every = Likeness.of_vectors(vectors)
+    read: list[int] = []
+    counted = Likeness(every.codes, lambda image_ids: read.extend(image_ids) or every.read(image_ids))
+
+    assert duplicate_groups(hashes, counted) == [[1, 2, 4]]
+    assert sorted(read) == [1, 2]  # the strangers' codes are too far: their vectors are never read
     assert duplicate_groups(hashes) == [[1, 3, 4]]  # by hash alone
-    assert duplicate_groups(hashes, {1: photo, 2: crop}) == [[1, 2, 3, 4]]  # 3 has no embedding: by hash
+    assert duplicate_groups(hashes, Likeness.of_vectors({1: photo, 2: crop})) == [[1, 2, 3, 4]]  # 3: by hash
 
 
 # --- slow: the real model on the bundled samples ----------------------------------------

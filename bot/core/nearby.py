@@ -9,12 +9,13 @@ re-levelled copies sit 0-2 bits apart, a light crop 6-12, different photos 18 an
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from bot.core.id_rows import IdRows
-from bot.core.vectors import DIM, DUPLICATE_MAX_CODE_BITS
+from bot.core.vectors import DIM, DUPLICATE_MAX_CODE_BITS, sign_code
 
 #: Without embeddings: at most this many differing bits of 64 make two images near-duplicates.
 DUPLICATE_MAX_DISTANCE = 10
@@ -77,29 +78,24 @@ class HashIndex:
         return [(int(ids[i]), int(distances[i])) for i in order]
 
 
-def duplicate_groups(hashes: dict[int, int], vectors: Mapping[int, np.ndarray] | None = None,
+def duplicate_groups(hashes: dict[int, int], likeness: Likeness | None = None,
                      chunk: int = 256) -> list[list[int]]:
     """Groups (two or more ids, smallest first) of images linked as near-duplicates, largest group first.
 
-    The rule is ``is_near_duplicate``'s, as for ``dupes:``: with ``vectors`` (the images' unit
+    The rule is ``is_near_duplicate``'s, as for ``dupes:``: with ``likeness`` (the images'
     embeddings; an image without one is judged by its hash alone), pairs up to
     ``DUPLICATE_HASH_WITH_EMBEDDING`` bits apart are compared by cosine; without, only the hash
     counts. All pairs at once, in chunks: 10,000 images are 50 million comparisons. At 24 bits a
     few percent of unrelated photos are candidates (over a million pairs), so their sign codes
-    first rule out the ones too unlike (``DUPLICATE_MAX_CODE_BITS``) and only the rest get a cosine."""
+    first rule out the ones too unlike (``DUPLICATE_MAX_CODE_BITS``); only the images in the
+    pairs left are read for a cosine."""
     hashes = {image_id: phash for image_id, phash in hashes.items() if not uninformative(phash)}
     ids = np.fromiter(hashes.keys(), dtype=np.int64, count=len(hashes))
     values = np.fromiter(hashes.values(), dtype=np.int64, count=len(hashes)).view(np.uint64)
-    embedded = _Embedded.of(ids, vectors) if vectors is not None else None
-    reach = DUPLICATE_HASH_WITH_EMBEDDING if embedded is not None else DUPLICATE_MAX_DISTANCE
-    parent = list(range(len(ids)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    codes = _Codes.of(ids, likeness) if likeness is not None else None
+    reach = DUPLICATE_HASH_WITH_EMBEDDING if codes is not None else DUPLICATE_MAX_DISTANCE
+    linked: list[tuple[np.ndarray, np.ndarray]] = []
+    unsure: list[tuple[np.ndarray, np.ndarray]] = []  # close enough by code: the cosine decides
     differing = np.empty(min(chunk, len(ids)) * len(ids), dtype=np.uint64)  # reused: no fresh pages per chunk
     distances = np.empty(len(differing), dtype=np.uint8)
     for start in range(0, len(ids), chunk):
@@ -110,9 +106,30 @@ def duplicate_groups(hashes: dict[int, int], vectors: Mapping[int, np.ndarray] |
         np.bitwise_count(differing[:size], out=distances[:size])
         close = np.flatnonzero(distances[:size] <= reach)
         firsts, seconds = close // len(later) + start, close % len(later) + start
-        if embedded is not None:
-            linked = embedded.linked(firsts, seconds, distances[close])
-            firsts, seconds = firsts[linked], seconds[linked]
+        if codes is None:
+            linked.append((firsts, seconds))
+            continue
+        sure, maybe = codes.sort_out(firsts, seconds, distances[close])
+        linked.append((firsts[sure], seconds[sure]))
+        unsure.append((firsts[maybe], seconds[maybe]))
+    if codes is not None and likeness is not None and unsure:
+        firsts, seconds = (np.concatenate(part) for part in zip(*unsure, strict=True))
+        alike = codes.alike(firsts, seconds, likeness.read)
+        linked.append((firsts[alike], seconds[alike]))
+    return _components(ids, linked)
+
+
+def _components(ids: np.ndarray, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[list[int]]:
+    """The groups the linked pairs (rows of ``ids``) make, largest first, each in id order."""
+    parent = list(range(len(ids)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for firsts, seconds in pairs:
         for first, second in zip(firsts.tolist(), seconds.tolist(), strict=True):
             a, b = root(first), root(second)
             if a != b:
@@ -124,34 +141,56 @@ def duplicate_groups(hashes: dict[int, int], vectors: Mapping[int, np.ndarray] |
     return sorted(found, key=lambda group: (-len(group), group[0]))
 
 
-class _Embedded:
-    """The embeddings of ``duplicate_groups``' images, row for row, with their sign codes."""
+@dataclass(frozen=True)
+class Likeness:
+    """Some images' embeddings as ``duplicate_groups`` compares them: every one's sign code at once
+    (``vectors.sign_code``), and a reader of the vectors themselves, asked only for the images in
+    pairs whose codes are close."""
 
-    def __init__(self, matrix: np.ndarray, codes: np.ndarray, present: np.ndarray) -> None:
-        self.matrix, self.codes, self.present = matrix, codes, present
+    codes: Mapping[int, np.ndarray]
+    read: Callable[[Sequence[int]], Mapping[int, np.ndarray]]
 
     @classmethod
-    def of(cls, ids: np.ndarray, vectors: Mapping[int, np.ndarray]) -> _Embedded:
-        matrix = np.zeros((len(ids), DIM), dtype=np.float32)
+    def of_vectors(cls, vectors: Mapping[int, np.ndarray]) -> Likeness:
+        return cls({image_id: sign_code(vector) for image_id, vector in vectors.items()},
+                   lambda image_ids: {i: vectors[i] for i in image_ids if i in vectors})
+
+
+class _Codes:
+    """The sign codes of ``duplicate_groups``' images, row for row (zeros and absent where none)."""
+
+    def __init__(self, codes: np.ndarray, present: np.ndarray, ids: np.ndarray) -> None:
+        self.codes, self.present, self.ids = codes, present, ids
+
+    @classmethod
+    def of(cls, ids: np.ndarray, likeness: Likeness) -> _Codes:
+        codes = np.zeros((len(ids), DIM // 64), dtype=np.uint64)
         present = np.zeros(len(ids), dtype=bool)
         for row, image_id in enumerate(ids.tolist()):
+            code = likeness.codes.get(image_id)
+            if code is not None:
+                codes[row], present[row] = code, True
+        return cls(codes, present, ids)
+
+    def sort_out(self, firsts: np.ndarray, seconds: np.ndarray, bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Of these pairs (rows, ``bits`` apart by hash): the ones near-duplicates without a cosine (by
+        hash alone, or without two embeddings), and the ones whose codes leave the cosine to decide."""
+        both = self.present[firsts] & self.present[seconds]
+        sure = (bits <= DUPLICATE_HASH_ALONE) | (~both & (bits <= DUPLICATE_MAX_DISTANCE))
+        maybe = np.flatnonzero(both & ~sure)
+        code_bits = np.bitwise_count(self.codes[firsts[maybe]] ^ self.codes[seconds[maybe]]).sum(axis=1)
+        return np.flatnonzero(sure), maybe[code_bits <= DUPLICATE_MAX_CODE_BITS]
+
+    def alike(self, firsts: np.ndarray, seconds: np.ndarray,
+              read: Callable[[Sequence[int]], Mapping[int, np.ndarray]]) -> np.ndarray:
+        """Which of these pairs (rows) have embeddings at least ``DUPLICATE_MIN_COSINE`` alike."""
+        rows = np.unique(np.concatenate([firsts, seconds]))  # sorted: a pair's rows are found by bisection
+        wanted = self.ids[rows].tolist()
+        vectors = read(wanted)
+        matrix = np.zeros((len(rows), DIM), dtype=np.float32)  # a vector missing now counts as unlike
+        for n, image_id in enumerate(wanted):
             vector = vectors.get(image_id)
             if vector is not None:
-                matrix[row], present[row] = vector, True
-        codes = np.packbits(matrix > 0, axis=1).view(np.uint64)  # as ``vectors.sign_code``, row by row
-        return cls(matrix, codes, present)
-
-    def linked(self, firsts: np.ndarray, seconds: np.ndarray, bits: np.ndarray) -> np.ndarray:
-        """Which of these pairs (rows, ``bits`` apart by hash) are near-duplicates: ``is_near_duplicate``
-        for every pair at once."""
-        both = self.present[firsts] & self.present[seconds]
-        linked: np.ndarray = (bits <= DUPLICATE_HASH_ALONE) | (~both & (bits <= DUPLICATE_MAX_DISTANCE))
-        unsure = np.flatnonzero(both & ~linked)
-        if len(unsure):
-            a, b = firsts[unsure], seconds[unsure]
-            code_bits = np.bitwise_count(self.codes[a] ^ self.codes[b]).sum(axis=1)
-            close = code_bits <= DUPLICATE_MAX_CODE_BITS  # farther codes cannot reach the cosine
-            a, b, unsure = a[close], b[close], unsure[close]
-            cosine = np.einsum("ij,ij->i", self.matrix[a], self.matrix[b])
-            linked[unsure[cosine >= DUPLICATE_MIN_COSINE]] = True
-        return linked
+                matrix[n] = vector
+        cosine = np.einsum("ij,ij->i", matrix[np.searchsorted(rows, firsts)], matrix[np.searchsorted(rows, seconds)])
+        return np.flatnonzero(cosine >= DUPLICATE_MIN_COSINE)

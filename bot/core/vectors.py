@@ -10,7 +10,7 @@ from the stored vectors. Nothing to build or keep on disk: it is filled from the
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -82,6 +82,10 @@ class CodeIndex:
 
     def upsert(self, rows: Iterable[tuple[int, bytes]]) -> None:
         self._rows.upsert((image_id, sign_code(vector)) for image_id, vector in readable(rows))
+
+    def rows(self, image_ids: Sequence[int]) -> tuple[list[int], np.ndarray]:
+        """The ids of ``image_ids`` in the index, and their codes in that order."""
+        return self._rows.rows(image_ids)
 
     def distances(self, image_id: int, others: Iterable[int]) -> dict[int, int] | None:
         """Sign-code Hamming distance from ``image_id`` to each of ``others`` in the index
