@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -97,9 +98,46 @@ def test_a_helper_that_dies_is_replaced_and_the_next_image_gets_its_looks(
         assert type(raised.value).__name__ == "BrokenProcessPool"
         assert "helper process died" in caplog.text  # tried once more in a new helper, which died too
         after = helpers.look(prepared(picture((0, 0, 200))), Analysis(provider="fake"))
+        with pytest.raises(Exception) as died_again:  # two more deaths, but an image came back in between:
+            helpers.look(prepared(picture(CRASH_COLOUR)), Analysis(provider="fake"))
+        assert type(died_again.value).__name__ == "BrokenProcessPool"
+        again = helpers.look(prepared(picture((0, 0, 150))), Analysis(provider="fake"))  # no rest yet
     finally:
         helpers.close()
     assert after.properties is not None and after.embedding is not None
+    assert again.properties is not None
+
+
+def test_helpers_that_keep_dying_rest_and_the_images_meanwhile_are_saved_without_looks(
+    settings: Settings, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from concurrent.futures.process import BrokenProcessPool
+
+    from bot.core import pixel_processes
+
+    monkeypatch.setattr(pixel_processes, "DEATHS_BEFORE_REST", 2)  # the image's pool and its retry's
+    monkeypatch.setattr(pixel_processes, "REST_SECONDS", 3.0)
+    helpers = PixelProcesses(1, CrashingEmbedder)
+    core = build_core(settings.replace(pixel_processes=1), storage=MemoryStorage(),
+                      analyzer_factory=lambda: FakeAnalyzer())
+    core._looker = helpers
+    try:
+        with caplog.at_level(logging.WARNING, logger="imgbot.looks"), pytest.raises(BrokenProcessPool):
+            helpers.look(prepared(picture(CRASH_COLOUR)), Analysis(provider="fake"))
+        assert "died 2 times in a row: they rest 3 s" in caplog.text
+        with caplog.at_level(logging.WARNING):
+            resting = core.ingest(picture((0, 0, 200)), Source.file("blue.png"))
+        assert helpers._pool is None  # no helper started while they rest
+        assert resting.outcome == "done" and core.show(resting.image_id).properties is None  # type: ignore[arg-type]
+        assert "HelpersResting" in caplog.text
+        time.sleep(3.1)
+        rested = core.ingest(picture((0, 200, 0)), Source.file("green.png"))
+        assert core.show(rested.image_id).properties is not None  # type: ignore[arg-type]
+        assert core.rescan_looks()[1] == 0  # the image saved meanwhile gets its looks
+        assert core.show(resting.image_id).properties is not None  # type: ignore[arg-type]
+    finally:
+        helpers.close()
+        core.database.dispose()
 
 
 def test_an_image_whose_helper_died_is_still_analysed_and_saved(settings: Settings) -> None:

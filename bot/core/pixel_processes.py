@@ -16,6 +16,12 @@ A helper that dies (a decoder that crashes on a hostile file, say) takes the poo
 pool is replaced and the image tried once more in the new one; if it fails again, that image
 goes without its looks (the pipeline keeps the analysis and logs why) and the next one gets a
 fresh pool. A crash in a helper never takes down the bot, as it would in a thread.
+
+Pools that keep dying (``DEATHS_BEFORE_REST`` in a row, no image finished in between) mean
+something kills every helper: the kernel's OOM killer, a broken install. Starting new ones
+for every image would only repeat it, at 0.7 s and about 160 MB each, so the helpers rest for
+``REST_SECONDS``: images analysed meanwhile are saved without their looks, which
+``imgbot rescan-images`` adds later, and one error line says so.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -35,6 +42,15 @@ from bot.core.types import Analysis, PreparedImage
 log = logging.getLogger("imgbot.looks")
 
 EmbedderFactory = Callable[[], Embedder | None]
+
+#: Pools that die this many times in a row (no image finished in between) send the helpers to rest…
+DEATHS_BEFORE_REST = 3
+#: …for this many seconds, after which the next image starts a new pool.
+REST_SECONDS = 60.0
+
+
+class HelpersResting(RuntimeError):
+    """No helper is started while they rest: the image is saved without its looks."""
 
 #: In a helper process: the embedder it built when it started (None: no embeddings).
 _helper_embedder: Embedder | None = None
@@ -88,6 +104,8 @@ class PixelProcesses:
         self._factory = embedder_factory
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._deaths = 0  # pools that died since an image last came back
+        self._resting_until = 0.0  # time.monotonic()
 
     def start(self, prepared: PreparedImage) -> _HelperLooks:
         return _HelperLooks(self, prepared, wanted=True)
@@ -120,6 +138,9 @@ class PixelProcesses:
     def _current(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._pool is None:
+                resting = self._resting_until - time.monotonic()
+                if resting > 0:
+                    raise HelpersResting(f"the pixel helper processes kept dying; they rest {resting:.0f} s more")
                 self._pool = ProcessPoolExecutor(
                     self.processes, mp_context=multiprocessing.get_context("spawn"),
                     initializer=_start_helper, initargs=(self._factory,))
@@ -129,7 +150,19 @@ class PixelProcesses:
         with self._lock:
             if self._pool is broken:
                 self._pool = None
+                self._deaths += 1
+                if self._deaths >= DEATHS_BEFORE_REST:
+                    self._resting_until = time.monotonic() + REST_SECONDS
+                    log.error("pixel helper processes died %d times in a row: they rest %.0f s, and images "
+                              "analysed meanwhile are saved without colours, quality, hash or embedding "
+                              "(imgbot rescan-images adds them). Each helper needs about 160 MB: check the "
+                              "memory, or set IMGBOT_PIXEL_PROCESSES=0", self._deaths, REST_SECONDS)
+                    self._deaths = 0
         broken.shutdown(wait=False, cancel_futures=True)
+
+    def _came_back(self) -> None:
+        with self._lock:
+            self._deaths = 0
 
 
 class _HelperLooks:
@@ -154,4 +187,5 @@ class _HelperLooks:
             except BrokenProcessPool:
                 self._helpers._discard(pool)
                 raise
+        self._helpers._came_back()
         return looks.applied_to(analysis)
