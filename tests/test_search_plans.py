@@ -16,7 +16,7 @@ from sqlalchemy import column, insert, select, table
 from bot.config import Settings
 from bot.core.types import Source
 from bot.wiring import build_core
-from db import models, queries
+from db import models, queries, search_plan
 from db import search as db_search
 from db.base import UTCDateTime
 from db.bulk_records import load_records
@@ -230,8 +230,8 @@ def test_text_is_found_through_the_full_text_index(collection):
 
 
 def test_a_slack_users_search_starts_from_their_channels_posts(collection, monkeypatch):
-    monkeypatch.setattr(db_search, "SORT_ALL_MAX", 0)  # rank in rounds, as a wide query at scale does
-    monkeypatch.setattr(db_search, "FIRST_ROUND", 1)
+    monkeypatch.setattr(search_plan, "SORT_ALL_MAX", 0)  # rank in rounds, as a wide query at scale does
+    monkeypatch.setattr(search_plan, "FIRST_ROUND", 1)
 
     plan = plans(collection, "", channels=["C0PUBLIC", "C0DESIGN"])
 
@@ -240,8 +240,8 @@ def test_a_slack_users_search_starts_from_their_channels_posts(collection, monke
 
 
 def test_a_wide_search_reads_the_newest_images_from_the_index(collection, monkeypatch):
-    monkeypatch.setattr(db_search, "SORT_ALL_MAX", 0)
-    monkeypatch.setattr(db_search, "FIRST_ROUND", 1)
+    monkeypatch.setattr(search_plan, "SORT_ALL_MAX", 0)
+    monkeypatch.setattr(search_plan, "FIRST_ROUND", 1)
 
     plan = plans(collection, "")
 
@@ -280,10 +280,10 @@ def test_ranking_in_rounds_gives_the_same_pages_as_ranking_every_match(core, var
         return found
 
     everything = {query: pages(query) for query in QUERIES}
-    monkeypatch.setattr(db_search, "SORT_ALL_MAX", 0)  # always in rounds,
-    monkeypatch.setattr(db_search, "FIRST_ROUND", 1)  # starting from windows of one image,
-    monkeypatch.setattr(db_search, "GROWTH", 2)
-    monkeypatch.setattr(db_search, "PAIR_MAX", 2)  # and often too many images in two terms to bring in
+    monkeypatch.setattr(search_plan, "SORT_ALL_MAX", 0)  # always in rounds,
+    monkeypatch.setattr(search_plan, "FIRST_ROUND", 1)  # starting from windows of one image,
+    monkeypatch.setattr(search_plan, "GROWTH", 2)
+    monkeypatch.setattr(search_plan, "PAIR_MAX", 2)  # and often too many images in two terms to bring in
 
     for query in QUERIES:
         assert pages(query) == everything[query], query
@@ -293,9 +293,9 @@ def test_ranking_in_rounds_gives_the_same_pages_as_ranking_every_match(core, var
 def test_the_first_pair_floor_changes_the_cost_but_never_the_pages(core, varied, monkeypatch, first_pair_floor):
     queries = ["cat OR dog", "label:cat OR label:dog OR label:bird", "(cat OR bird) after:2026-01-10"]
     everything = {query: [(h.image.id, h.score) for h in core.search(query, per_page=12).hits] for query in queries}
-    monkeypatch.setattr(db_search, "SORT_ALL_MAX", 0)
-    monkeypatch.setattr(db_search, "FIRST_ROUND", 1)
-    monkeypatch.setattr(db_search, "FIRST_PAIR_FLOOR", first_pair_floor)  # 1.0: pairs at 100, too high to help
+    monkeypatch.setattr(search_plan, "SORT_ALL_MAX", 0)
+    monkeypatch.setattr(search_plan, "FIRST_ROUND", 1)
+    monkeypatch.setattr(search_plan, "FIRST_PAIR_FLOOR", first_pair_floor)  # 1.0: pairs at 100, too high to help
 
     for query in queries:
         assert [(h.image.id, h.score) for h in core.search(query, per_page=12).hits] == everything[query], query
@@ -307,10 +307,10 @@ def test_a_count_found_beyond_the_cap_early_is_the_same_count(core, seed, monkey
         seed(labels=[("Cat", 97.0)], sources=[slack(channel)])
     seed(labels=[("Dog", 90.0)], sources=[slack("C0A")])
     monkeypatch.setattr(db_search, "COUNT_CAP", 3)
-    monkeypatch.setattr(db_search, "EARLY_READ", early_read)
-    early = db_search._beyond_cap_early
+    monkeypatch.setattr(search_plan, "EARLY_READ", early_read)
+    early = search_plan.beyond_cap_early
     answers: list[bool] = []
-    monkeypatch.setattr(db_search, "_beyond_cap_early", lambda *a: answers.append(early(*a)) or answers[-1])
+    monkeypatch.setattr(db_search, "beyond_cap_early", lambda *a: answers.append(early(*a)) or answers[-1])
 
     capped = core.search("cat OR dog", channels=["C0A"], per_page=1)
     deep = core.search("cat OR dog", channels=["C0A", "C0B"], per_page=1, page=6)  # the cap is then 6
@@ -380,9 +380,9 @@ def test_a_report_for_someone_in_one_of_five_channels_is_listed_in_one_round(cor
         seed(labels=[("Cat", 90.0)], sources=[slack(f"C0{'ABCDE'[n % 5]}", when=at(1 + n % 28, n % 24))])
     monkeypatch.setattr(db_search, "REPORT_MAX_IMAGES", 5)
     listed = [record.id for record in core.report("", channels=["C0A"]).images]
-    monkeypatch.setattr(db_search, "SORT_ALL_MAX", 0)
-    monkeypatch.setattr(db_search, "FIRST_ROUND", 1)
-    monkeypatch.setattr(db_search, "SHARE_SAMPLE", share_sample)
+    monkeypatch.setattr(search_plan, "SORT_ALL_MAX", 0)
+    monkeypatch.setattr(search_plan, "FIRST_ROUND", 1)
+    monkeypatch.setattr(search_plan, "SHARE_SAMPLE", share_sample)
 
     with captured_statements(core.database.engine) as statements:
         data = core.report("", channels=["C0A"])
