@@ -239,6 +239,9 @@ def search(query: tuple[str, ...], limit: int, page: int, as_json: bool) -> None
     core = _core(settings)
     text = " ".join(query)
     result = core.search(text, page=page, per_page=limit)
+    for image_id in result.unseen:
+        click.echo(f"note: no analysed image {image_id}, so like:{image_id} and dupes:{image_id} match nothing",
+                   err=True)
     if as_json:
         click.echo(json.dumps([
             hit.image.to_json(label_min_confidence=settings.label_min_confidence,

@@ -74,6 +74,8 @@ from bot.core.records import (
     SightingRecord,
 )
 from bot.core.search import (
+    DupesFilter,
+    LikeFilter,
     Query,
     TextFilter,
     Word,
@@ -216,7 +218,7 @@ def search_images(
     rows = []
     if (page - 1) * per_page < counted:
         rows = rank_matches(session, query, ctx, statuses, page * per_page, total=None if estimate else total,
-                     matches=matches)
+                            matches=matches)
     rows = rows[(page - 1) * per_page:]
     ids = [int(row.id) for row in rows]
     scores = {int(row.id): float(row.score or 0.0) for row in rows}
@@ -229,7 +231,18 @@ def search_images(
         hits.append(SearchHit(image=record, score=round(scores[record.id], 2), sighting=sighting,
                               snippet=_snippet(record, query)))
     return SearchPage(query=query_text, hits=tuple(hits), page=page, per_page=per_page, total=total,
-                      total_is_estimate=estimate)
+                      total_is_estimate=estimate, unseen=_unseen(session, query, ctx))
+
+
+def _unseen(session: Session, query: Query, ctx: Context) -> tuple[int, ...]:
+    """The images ``like:``/``dupes:`` name that are not analysed images the caller can see."""
+    named = sorted({term.image_id for term, _ in query.leaves() if isinstance(term, (DupesFilter, LikeFilter))})
+    if not named:
+        return ()
+    visible = (Image.last_seen_at.is_not(None) if ctx.channels is None
+               else select(Sighting.id).where(Sighting.image_id == Image.id, *ctx.visible()).exists())
+    seen = set(session.execute(select(Image.id).where(Image.id.in_(named), Image.status == "done", visible)).scalars())
+    return tuple(image_id for image_id in named if image_id not in seen)
 
 
 def report_data(
@@ -266,7 +279,7 @@ def report_data(
 
     def listed(total: int | None) -> tuple[ImageRecord, ...]:
         rows = rank_matches(session, query, ctx, statuses, REPORT_MAX_IMAGES, total=total,
-                     matches=match_ids(session, query, ctx, statuses), scored=False)
+                            matches=match_ids(session, query, ctx, statuses), scored=False)
         return tuple(load_records(session, [int(row.id) for row in rows], narrow=not full_records,
                                   label_min=label_min_confidence, channels=ctx.channels))
 

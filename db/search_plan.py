@@ -379,7 +379,7 @@ def _first_pair_floor(ctx: Context) -> float:
 
 
 def rank_matches(session: Session, query: Query, ctx: Context, statuses: Sequence[str], k: int,
-          *, total: int | None, matches: Select[Any], scored: bool = True) -> list[Any]:
+                 *, total: int | None, matches: Select[Any], scored: bool = True) -> list[Any]:
     """The first ``k`` matches as (id, score, newest), best first. ``total`` is the exact number of
     matches when known, ``matches`` their ids (``match_ids``). See the module docstring for the rounds."""
     probe = dataclasses.replace(ctx, probe=True)

@@ -139,7 +139,7 @@ class Context:
 
 
 def build_context(session: Session, query: Query, channels: Collection[str] | None,
-             label_min_confidence: float, moderation_min_confidence: float) -> Context:
+                  label_min_confidence: float, moderation_min_confidence: float) -> Context:
     bind = session.get_bind()
     if query.confidence is not None:
         label_min, inclusive = float(query.confidence.value), query.confidence.inclusive
@@ -272,7 +272,7 @@ def sighting_condition(term: Term, ctx: Context, *, indexed: bool = False) -> Co
 
 
 def where_or_who(term: ChannelFilter | UserFilter, ctx: Context, *, indexed: bool
-                  ) -> tuple[ColumnElement[bool] | None, ColumnElement[bool] | None]:
+                 ) -> tuple[ColumnElement[bool] | None, ColumnElement[bool] | None]:
     """The conditions on ``sightings`` for an ``in:`` or ``from:`` term's post, by id and by name,
     either of which will do; None for one the value cannot be (``design`` is no channel id)."""
     channel = isinstance(term, ChannelFilter)
@@ -377,7 +377,7 @@ def people_condition(term: PeopleFilter) -> ColumnElement[bool]:
 
 
 def looks_select(term: ColorFilter | QualityFilter | DupesFilter | LikeFilter, ctx: Context
-                  ) -> Select[Any] | None:
+                 ) -> Select[Any] | None:
     """The ids an index lists for a colour, quality or near-duplicate term (None: a condition on the image row)."""
     from bot.core.visual import BLURRY_BELOW, DARK_BELOW, FLAT_BELOW
 
@@ -529,7 +529,7 @@ def score_expression(parts: Sequence[LabelPart | TextPart | LikePart], ctx: Cont
 
 
 def query_conditions(query: Query, ctx: Context, statuses: Sequence[str], *,
-             visible_list: bool = False) -> list[ColumnElement[bool]]:
+                     visible_list: bool = False) -> list[ColumnElement[bool]]:
     """``query`` and who may see what, as conditions on ``images``. ``visible_list``: the caller's
     channels as one list of their posts (for a report over all of them) rather than a probe per image."""
     visible: ColumnElement[bool]

@@ -153,6 +153,10 @@ def test_search_with_no_match_exits_0_and_a_malformed_query_exits_2(env, photos)
     code, _, err = run("search", "after:yesterday-ish")
     assert code == 2 and err.startswith("Error: ") and "Traceback" not in err
 
+    code, out, err = run("search", "dupes:999999")  # an id that is not there says so
+    assert code == 0 and "No images match" in out
+    assert "no analysed image 999999, so like:999999 and dupes:999999 match nothing" in err
+
 
 def test_report_in_every_format(env, photos, tmp_path):
     run("analyze", str(photos))

@@ -314,3 +314,18 @@ def test_a_colour_without_a_css_name_is_named_by_its_simplified_name_only() -> N
                                  dominant_colors=(DominantColor(10, 20, 200, "#0a14c8", "", "blue", 60.0),))
     (names,) = [rows for table, rows in visuals.rows(1, properties, 0) if table is visuals.COLOR_NAMES]
     assert names == [{"image_id": 1, "name": "blue", "percent": 60.0}]
+
+
+def test_like_and_dupes_name_an_image_the_caller_cannot_see_as_one_that_is_not_there(core: Core) -> None:
+    photo = Image.open(SAMPLES / "cat-chelsea.jpg").convert("RGB")
+    hidden = ingest(core, encoded(photo, "JPEG", quality=95), "cat.jpg", channel="C0PRIVATE1")
+    public = ingest(core, (SAMPLES / "coffee.jpg").read_bytes(), "coffee.jpg")
+    outsider, member = ["C0PUBLIC01"], ["C0PRIVATE1", "C0PUBLIC01"]
+
+    assert core.search(f"dupes:{hidden}", channels=outsider).unseen == (hidden,)
+    assert core.search(f"like:{hidden} OR dupes:{public}", channels=outsider).unseen == (hidden,)
+    assert core.search("like:999999", channels=outsider).unseen == (999999,)
+    assert core.search("dupes:999999").unseen == (999999,)
+    assert core.search(f"like:{hidden} OR dupes:{public}", channels=member).unseen == ()
+    assert core.search(f"dupes:{hidden}").unseen == ()  # the CLI sees every channel
+    assert core.search("cat").unseen == ()

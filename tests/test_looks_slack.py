@@ -64,3 +64,24 @@ def test_a_near_duplicate_of_a_private_channels_picture_is_not_mentioned(app: Ha
     elsewhere = reply_text(app, jpeg(CAT, quality=55), name="cat-again.jpg")
 
     assert "posted before" not in elsewhere and PRIVATE not in elsewhere
+
+
+def test_dupes_of_a_private_channels_picture_answers_an_outsider_as_for_a_picture_that_is_not_there(
+        app: Harness) -> None:
+    from tests.test_slack_e2e import ALICE, BOB
+
+    reply_text(app, jpeg(CAT), channel=PRIVATE)  # Alice is in the private channel, Bob is not
+    assert app.core is not None
+    hidden = app.core.search("").hits[0].image.id
+    missing = hidden + 1000
+
+    def answer(query: str, user: str) -> str:
+        params = app.responses(app.command("/imgsearch", query, user=user))[0].params
+        return json.dumps([params["text"], params["blocks"]], ensure_ascii=False)
+
+    to_bob, to_bob_missing = answer(f"dupes:{hidden}", BOB), answer(f"dupes:{missing}", BOB)
+    to_alice = answer(f"dupes:{hidden}", ALICE)
+
+    assert f"No picture {hidden} in the channels you are in" in to_bob
+    assert to_bob.replace(str(hidden), "N") == to_bob_missing.replace(str(missing), "N")  # nothing to tell apart
+    assert f"No picture {hidden} " not in to_alice

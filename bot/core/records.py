@@ -252,6 +252,9 @@ class SearchPage:
     total: int
     # True when matches were counted only up to ``total``: there are more ("10,000+").
     total_is_estimate: bool = False
+    # Images a ``like:`` or ``dupes:`` names that the caller cannot see: in another channel, not
+    # analysed, or not there at all (one answer for each, so it tells nothing of other channels).
+    unseen: tuple[int, ...] = ()
 
     @property
     def has_more(self) -> bool:

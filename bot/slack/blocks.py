@@ -324,15 +324,18 @@ def search_page(page: SearchPage, *, label_min_confidence: float,
                 moderation_min_confidence: float) -> tuple[str, list[Block]]:
     """The ephemeral answer to /imgsearch: one entry per hit, a thumbnail where Slack allows, a More button."""
     query = escape(page.query) if page.query.strip() else "everything"
+    unseen = [context(f"No picture {image_id} in the channels you are in: `like:{image_id}` and "
+                      f"`dupes:{image_id}` match nothing.") for image_id in page.unseen[:3]]
     if not page.hits:
         return messages.search_no_results(page.query or "everything"), [
             section(f"No pictures match `{query}` in the channels you are in."),
+            *unseen,
             context("Try `/imgsearch help` for examples."),
         ]
     first = (page.page - 1) * page.per_page + 1
     last = first + len(page.hits) - 1
     summary = f"{page.total_text} picture{'s' if page.total != 1 else ''} match `{query}`, showing {first}–{last}."
-    blocks: list[Block] = [section(summary)]
+    blocks: list[Block] = [section(summary), *unseen]
     for hit in page.hits:
         entry = [divider(), section(_hit_text(hit, label_min_confidence, moderation_min_confidence))]
         thumb = _thumbnail(hit)
