@@ -186,7 +186,11 @@ def test_a_report_groups_a_captioned_crop_as_dupes_links_it(settings, storage, f
         assert not vectors.loaded  # a one-off report reads its images' vectors, not the whole index
         fresh.warm_indexes().join(timeout=60)
         assert vectors.loaded
+        read: list[int] = []
+        every = vectors.vectors
+        vectors.vectors = lambda image_ids: read.extend(image_ids) or every(image_ids)  # type: ignore[method-assign]
         warm = fresh.report("")
+        assert set(read) <= set(pair)  # with the index in memory, only the vectors a cosine needs are read
     finally:
         fresh.database.dispose()
 

@@ -299,9 +299,9 @@ class ReportData:
     top_labels: tuple[LabelCount, ...]
     note: str | None = None  # e.g. when the images were capped: "Showing the newest 10,000 of 12,345 …"
     totals: ReportTotals | None = None  # None: count the listed images
-    # Near-duplicate groups among the listed images, judged as ``dupes:`` judges them (hash and
-    # embedding); None: by their hashes alone, when the report is rendered.
-    duplicate_groups: tuple[tuple[int, ...], ...] | None = None
+    # Near-duplicate groups among the listed images (two or more ids each), judged as ``dupes:``
+    # judges them, by hash and embedding: found with the data (``db.search.report_data``).
+    duplicate_groups: tuple[tuple[int, ...], ...] = ()
 
     @property
     def counts(self) -> ReportTotals:

@@ -6,7 +6,6 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from bot.core.nearby import duplicate_groups
 from bot.core.records import ImageRecord, ReportData
 
 #: A report counts a colour for an image when it covers at least this share (as ``color:NAME`` does).
@@ -28,13 +27,8 @@ class Looks:
             if image.properties is not None:
                 counts.update({c.simplified_color for c in image.properties.dominant_colors
                                if c.pixel_percent >= COLOUR_SHARE})
-        if data.duplicate_groups is not None:
-            groups = [list(group) for group in data.duplicate_groups]
-        else:
-            hashes = {image.id: image.phash for image in data.analysed if image.phash is not None}
-            groups = duplicate_groups(hashes) if len(hashes) > 1 else []
         return cls(colours=counts.most_common(), low_quality=[i for i in data.analysed if i.quality_flags],
-                   groups=groups)
+                   groups=[list(group) for group in data.duplicate_groups])
 
     def to_json(self) -> dict[str, Any]:
         return {
