@@ -176,12 +176,16 @@ def test_rows_are_written_at_once_outside_an_appending_batch(database):
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # it dies on purpose
 def test_a_writer_thread_that_died_is_replaced(database):
     writer = GroupCommit(database.transaction)
+    dying: list[threading.Thread] = []
 
     def leave(session: Session) -> None:
+        dying.append(threading.current_thread())
         raise SystemExit  # what the interpreter going down looks like to the writer: it stops
 
     with pytest.raises(SystemExit):
         writer.run(leave)
+    dying[0].join(timeout=10)  # its death is reported as it ends: within this test, whose filter expects it
+    assert not dying[0].is_alive()
     assert writer.run(_add(4)) == 40  # a new writer took the work instead of leaving the caller waiting
     writer.close()
     assert _stored(database) == [4]
