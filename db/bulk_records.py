@@ -160,8 +160,8 @@ def _load_batch(session: Session, ids: list[int], narrow: bool, label_min: float
                          sighting.image_id, ids, (sighting.seen_at, sighting.id), _sighting, *posts)
     finding = models.SensitiveFinding
     found = _grouped(session, (finding.category, finding.kind, finding.masked, finding.detector, finding.score,
-                               _raw(finding.line_ids), _raw(finding.boxes)), finding.image_id, ids, (finding.id,),
-                     _finding)
+                               _raw(finding.line_ids), _raw(finding.boxes), _raw(finding.spans)),
+                     finding.image_id, ids, (finding.id,), _finding)
     visual, color = models.ImageVisual, models.ImageColor
     looks = _grouped(session, (visual.brightness, visual.sharpness, visual.contrast, visual.source, visual.phash),
                      visual.image_id, ids, (), lambda row: row)
@@ -257,10 +257,10 @@ def _properties(look: Any, colours: Sequence[DominantColor]) -> ImageProperties:
 
 
 def _finding(row: Any) -> Finding:
-    _, category, kind, masked, detector, score, line_ids, boxes = row
+    _, category, kind, masked, detector, score, line_ids, boxes, spans = row
     return findings.to_finding(SimpleNamespace(
         category=category, kind=kind, masked=masked, detector=detector, score=score,
-        line_ids=_json(line_ids), boxes=_json(boxes)))
+        line_ids=_json(line_ids), boxes=_json(boxes), spans=_json(spans)))
 
 
 def _flag(row: Any) -> ModerationLabel:

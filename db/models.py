@@ -208,6 +208,8 @@ class SensitiveFinding(Base):
     score: Mapped[float | None] = mapped_column(Float)
     line_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     boxes: Mapped[list[dict[str, float]]] = mapped_column(JSON, default=list)
+    # [line id, first character, end character] in the stored (masked) line; NULL from before 0013.
+    spans: Mapped[list[list[int]] | None] = mapped_column(JSON)
 
 
 class ImageVisual(Base):

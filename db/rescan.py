@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, func, insert, inspect, select, update
 
 from bot.core.insights import add_text_insights
 from bot.core.ports import PiiDetector
@@ -53,6 +53,8 @@ def rescan_text(
     if sqlite:
         connection.exec_driver_sql("PRAGMA secure_delete = ON")
     summary = RescanSummary()
+    # Migration 0007 runs this pass before later revisions add their columns: write only those there.
+    columns = frozenset(column["name"] for column in inspect(connection).get_columns(findings.TABLE.name))
     last_id = 0
     while True:
         image_ids = list(connection.execute(
@@ -62,7 +64,7 @@ def rescan_text(
         if not image_ids:
             break
         for image_id in image_ids:
-            added = _rescan_image(connection, image_id, pii, summary)
+            added = _rescan_image(connection, image_id, pii, summary, columns)
             if on_image is not None:
                 on_image(image_id, added)
         last_id = image_ids[-1]
@@ -78,7 +80,8 @@ def count_with_text(connection: Connection) -> int:
     ).scalar_one())
 
 
-def _rescan_image(connection: Connection, image_id: int, pii: PiiDetector | None, summary: RescanSummary) -> int:
+def _rescan_image(connection: Connection, image_id: int, pii: PiiDetector | None, summary: RescanSummary,
+                  columns: frozenset[str]) -> int:
     rows = connection.execute(
         select(TEXTS.c.id, TEXTS.c.detection_id, TEXTS.c.kind, TEXTS.c.text, TEXTS.c.confidence,
                TEXTS.c.parent_id, TEXTS.c.box)
@@ -104,12 +107,22 @@ def _rescan_image(connection: Connection, image_id: int, pii: PiiDetector | None
             log.warning("image=%s text insights failed: %s", image_id, err.detail or err.user_message)
     if _save_text(connection, image_id, rows, before, after):
         summary.changed += 1
-    existing = {(row.kind, row.masked) for row in connection.execute(
-        select(findings.TABLE.c.kind, findings.TABLE.c.masked).where(findings.TABLE.c.image_id == image_id))}
+    table = findings.TABLE
+    located = "spans" in columns
+    existing = {(row.kind, row.masked): row for row in connection.execute(
+        select(table.c.id, table.c.kind, table.c.masked, *([table.c.spans] if located else []))
+        .where(table.c.image_id == image_id))}
     new = [f for f in after.sensitive if (f.kind, f.masked) not in existing]
     if new:
-        connection.execute(insert(findings.TABLE), findings.rows(image_id, new))
+        connection.execute(insert(table), [{key: value for key, value in row.items() if key in columns}
+                                           for row in findings.rows(image_id, new)])
         summary.findings += len(new)
+    if located:  # findings written before their places were kept learn them
+        unplaced = [(existing[key].id, f) for f in after.sensitive
+                    if (key := (f.kind, f.masked)) in existing and existing[key].spans is None and f.spans]
+        for row_id, finding in unplaced:
+            connection.execute(update(table).where(table.c.id == row_id)
+                               .values(spans=[list(span) for span in finding.spans]))
     return len(new)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from bot.core.redaction import protect
 from bot.core.types import Analysis, BoundingBox, TextDetection
@@ -165,3 +166,40 @@ def test_a_second_secret_of_a_kind_already_found_is_still_masked_when_the_detect
     stored = json.dumps([t.text for t in insights.text])
     assert "hunter22" not in stored and "S3cretW1fi!" not in stored
     assert sorted(f.kind for f in insights.sensitive) == ["password", "password"]
+
+
+class _Names:
+    """A PII service that knows one name (as Comprehend would find it)."""
+
+    name = "stand-in"
+
+    def detect(self, text: str) -> list:  # type: ignore[type-arg]
+        from bot.core.types import PiiEntity
+
+        return [PiiEntity("NAME", 0.99, m.start(), m.end(), kind="name") for m in re.finditer("Jane Doe", text)]
+
+
+def test_each_finding_keeps_where_it_is_in_the_masked_line_that_is_stored() -> None:
+    from bot.core.insights import add_text_insights
+
+    stored = add_text_insights(protect(analysis(f"key {AWS_KEY_ID} for Jane Doe at jane@acme.com")), _Names())
+    line = stored.lines[0].text
+
+    assert line == "key AKIA…MPLE for Jane Doe at jane@acme.com"
+    assert {f.kind: line[f.spans[0][1]:f.spans[0][2]] for f in stored.sensitive} == {
+        "aws-access-key": "AKIA…MPLE", "email": "jane@acme.com", "name": "Jane Doe"}
+
+
+def test_slack_is_shown_a_name_masked_where_another_detector_found_it_or_its_whole_line_when_unplaced() -> None:
+    from dataclasses import replace
+
+    from bot.core.insights import add_text_insights
+    from bot.core.redaction import shown_lines
+
+    stored = add_text_insights(protect(analysis("Dear Jane Doe,", "mail jane@acme.com", "SALE")), _Names())
+    lines = list(stored.lines)
+    unplaced = [replace(f, spans=tuple((line, 0, 0) for line, _, _ in f.spans)) for f in stored.sensitive]
+
+    assert shown_lines(lines, stored.sensitive) == ["Dear ••••,", "mail j•••@acme.com", "SALE"]
+    assert shown_lines(lines, unplaced) == ["••••", "mail j•••@acme.com", "SALE"]  # the email is found again
+    assert shown_lines(lines) == ["Dear Jane Doe,", "mail j•••@acme.com", "SALE"]

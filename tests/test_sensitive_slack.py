@@ -108,3 +108,32 @@ def test_a_quiet_channel_still_gets_the_warning(app: Harness) -> None:
 
     assert "a Slack token" in json.dumps(app.replies(ts)[0].params)
     assert app.final_reaction(ts) == "warning"
+
+
+def test_a_name_only_comprehend_found_is_masked_in_the_reply_the_search_snippet_and_a_json_report(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.fakes.aws import use_fake_aws
+    from tests.fakes.comprehend import FakeComprehend
+
+    with FakeComprehend(names=["Jane Doe"]) as comprehend:
+        use_fake_aws(monkeypatch, harness.tmp_path, comprehend=comprehend.endpoint_url)
+        app = harness.start(text_insights="comprehend")
+        letter = make_image("PNG")
+        # The key is masked first and is shorter then: the name's place must follow it.
+        app.analyzer.script(letter, text=[f"key {AWS_KEY_ID} for Jane Doe", "invoice to Jane Doe, paid"])
+        ts, _, _ = app.post_images(letter, names=["letter.png"])
+        reply = json.dumps(app.replies(ts)[0].params, ensure_ascii=False)
+        found = json.dumps(app.responses(app.command("/imgsearch", "invoice", user=ALICE))[0].params,
+                           ensure_ascii=False)
+        app.command("/imgreport", "json", user=ALICE)
+        upload = app.slack.wait_for("files.completeUploadExternal", where=lambda c: str(
+            app.slack.uploads[c.params["files"][0]["id"]]["filename"]).endswith(".json"))[0]
+    report = app.slack.uploads[upload.params["files"][0]["id"]]["data"].decode("utf-8")
+
+    assert "key AKIA…MPLE for ••••" in reply and "invoice to •••, paid" in reply
+    assert "invoice to •••, paid" in found and "letter.png" in found
+    assert "invoice to •••, paid" in report and '"kind": "name"' in report
+    assert "Jane" not in reply + found + report and leaked(reply + found + report) == []
+    assert app.core is not None
+    stored = app.core.search("invoice").hits[0].image  # the operator's own copy keeps it, tagged
+    assert [line.text for line in stored.lines][1] == "invoice to Jane Doe, paid"

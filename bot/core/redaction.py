@@ -9,7 +9,8 @@ that cannot be placed is masked when it is a piece of a secret. Raw responses ar
 and every string that was a masked line or word, or that holds a secret, is replaced.
 
 Each finding also gets the boxes of the words that show it (or a slice of its line when
-the words are unknown), so the annotated copy can blur them.
+the words are unknown), so the annotated copy can blur them, and its spans are moved to
+where it sits in the masked text that is stored: what Slack is shown can mask it there.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from bot.core.records import ImageRecord, ReportData
 from bot.core.sensitive import scan
-from bot.core.types import Analysis, BoundingBox, Finding, TextDetection
+from bot.core.types import Analysis, BoundingBox, Finding, Span, TextDetection
 
 HiddenRanges = dict[int, list[tuple[int, int, str]]]
 
@@ -40,18 +42,68 @@ def protect(analysis: Analysis, extra: Sequence[Finding] = ()) -> Analysis:
     return mask_findings(analysis, (*found.findings, *extra), found.values)
 
 
-def shown_lines(lines: Sequence[TextDetection]) -> list[str]:
-    """The lines as a Slack reply shows them: personal data masked too (the stored text keeps an email)."""
+# -- what Slack is shown ------------------------------------------------------------------------------
+
+
+def shown_detections(text: Sequence[TextDetection], findings: Sequence[Finding] = ()) -> tuple[TextDetection, ...]:
+    """Lines and words as imgbot shows them in Slack: personal data masked too, whoever found it.
+
+    The stored text keeps an email or a name; Slack is shown its mask. imgbot's detectors run
+    again over the lines; the stored ``findings`` add what only another detector (Comprehend)
+    knew, at the place they record, or over their whole line when an older version did not
+    record where on the line it was."""
+    lines = [d for d in text if d.kind == "LINE"]
     found = scan(lines)
-    hidden = _hidden_ranges(lines, found.findings, hide_all=True)
-    return [scrub_string(_mask_ranges(line.text, hidden.get(line.id, []), 0), found.values) for line in lines]
+    hidden = _hidden_ranges(lines, (*found.findings, *_kept_findings(lines, findings)), hide_all=True)
+    return _masked(text, hidden, found.values)[0]
+
+
+def shown_lines(lines: Sequence[TextDetection], findings: Sequence[Finding] = ()) -> list[str]:
+    """The lines as a Slack reply shows them (see ``shown_detections``)."""
+    return [line.text for line in shown_detections(lines, findings) if line.kind == "LINE"]
 
 
 def shown_text(text: str) -> str:
-    """One piece of stored text (a search snippet) as a reply shows it."""
+    """One piece of stored text, with no findings of its own, as a reply shows it."""
     lines = [TextDetection(index, "LINE", part, 0.0, BoundingBox(0, 0, 0, 0))
              for index, part in enumerate(text.split("\n"))]
     return "\n".join(shown_lines(lines))
+
+
+def shown_record(record: ImageRecord) -> ImageRecord:
+    """``record`` with its text as Slack is shown it."""
+    if not record.text:
+        return record
+    return replace(record, text=shown_detections(record.text, record.sensitive))
+
+
+def shown_report(data: ReportData) -> ReportData:
+    """A report to be posted in Slack: every image's text as a reply shows it."""
+    return replace(data, images=tuple(shown_record(image) for image in data.images))
+
+
+def _kept_findings(lines: Sequence[TextDetection], findings: Sequence[Finding]) -> list[Finding]:
+    """The stored findings of personal data kept in the text, with spans that fit their lines."""
+    lengths = {line.id: len(line.text) for line in lines}
+    kept = []
+    for finding in findings:
+        if finding.hides_text:
+            continue  # already masked in the stored text
+        spans: list[Span] = []
+        for line_id, start, end in finding.spans:
+            if line_id not in lengths:
+                continue
+            if end > start:
+                spans.append((line_id, min(start, lengths[line_id]), min(end, lengths[line_id])))
+            elif finding.detector != "imgbot":  # where on the line was not recorded: all of it
+                spans.append((line_id, 0, lengths[line_id]))
+            # (imgbot's own findings are found again by the scan)
+        if spans:
+            kept.append(replace(finding, spans=tuple(spans)))
+    return kept
+
+
+# -- what is stored -----------------------------------------------------------------------------------
 
 
 def mask_findings(analysis: Analysis, findings: Sequence[Finding], values: Iterable[str] = ()) -> Analysis:
@@ -59,27 +111,55 @@ def mask_findings(analysis: Analysis, findings: Sequence[Finding], values: Itera
     values = frozenset(values)
     lines = [d for d in analysis.text if d.kind == "LINE"]
     hidden = _hidden_ranges(lines, findings)
+    new_text, replacements = _masked(analysis.text, hidden, values)
     placed = _place_words(analysis.text)
-    new_text: list[TextDetection] = []
-    replacements: dict[str, str] = {}
-    for detection in analysis.text:
-        if detection.kind == "LINE":
-            text = _mask_ranges(detection.text, hidden.get(detection.id, []), 0)
-        elif detection.id in placed:
-            line_id, start = placed[detection.id]
-            text = _mask_ranges(detection.text, hidden.get(line_id, []), start)
-        else:
-            text = detection.text
-        text = scrub_string(text, values)
-        if text != detection.text:
-            replacements[detection.text] = text
-            detection = replace(detection, text=text)
-        new_text.append(detection)
-    boxed = tuple(replace(f, boxes=_boxes(f, analysis.text, placed)) for f in findings)
+    boxed = tuple(replace(_moved(f, hidden), boxes=_boxes(f, analysis.text, placed)) for f in findings)
     return replace(
-        analysis, text=tuple(new_text), sensitive=(*analysis.sensitive, *boxed),
+        analysis, text=new_text, sensitive=(*(_moved(f, hidden) for f in analysis.sensitive), *boxed),
         raw=scrub_raw(analysis.raw, replacements, values),
     )
+
+
+def _masked(text: Sequence[TextDetection], hidden: HiddenRanges, values: frozenset[str]) -> tuple[
+        tuple[TextDetection, ...], dict[str, str]]:
+    """Lines and words with ``hidden`` ranges and ``values`` masked, and each changed text's new form."""
+    placed = _place_words(text)
+    new_text: list[TextDetection] = []
+    replacements: dict[str, str] = {}
+    for detection in text:
+        if detection.kind == "LINE":
+            masked = _mask_ranges(detection.text, hidden.get(detection.id, []), 0)
+        elif detection.id in placed:
+            line_id, start = placed[detection.id]
+            masked = _mask_ranges(detection.text, hidden.get(line_id, []), start)
+        else:
+            masked = detection.text
+        masked = scrub_string(masked, values)
+        if masked != detection.text:
+            replacements[detection.text] = masked
+            detection = replace(detection, text=masked)
+        new_text.append(detection)
+    return tuple(new_text), replacements
+
+
+def _moved(finding: Finding, hidden: HiddenRanges) -> Finding:
+    """``finding`` with its spans where they are once ``hidden`` is masked (a mask is shorter than a key)."""
+    spans = tuple((line_id, _shifted(start, hidden.get(line_id, []), end=False),
+                   _shifted(end, hidden.get(line_id, []), end=True)) for line_id, start, end in finding.spans)
+    return finding if spans == finding.spans else replace(finding, spans=spans)
+
+
+def _shifted(offset: int, ranges: Sequence[tuple[int, int, str]], *, end: bool) -> int:
+    """Where ``offset`` lands once ``ranges`` (sorted, apart) are replaced; inside one, at its edge."""
+    delta = 0
+    for start, stop, replacement in ranges:
+        if stop <= offset:
+            delta += len(replacement) - (stop - start)
+        elif start < offset:
+            return start + delta + (len(replacement) if end else 0)
+        else:
+            break
+    return offset + delta
 
 
 def scrub_string(text: str, values: frozenset[str]) -> str:

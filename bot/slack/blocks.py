@@ -157,7 +157,7 @@ def _outcome_text(outcome: ImageOutcome, *, label_min: float, moderation_min: fl
     parts = [f"{name}  ·  result `#{record.id}`", f"*Labels:* {_labels_line(record, label_min)}"]
     if record.people:
         parts.append(f"*People:* {record.people}")
-    lines = shown_lines(record.lines)
+    lines = shown_lines(record.lines, record.sensitive)
     if lines:
         parts.append(f"*Text found ({len(lines)} line{'s' if len(lines) != 1 else ''}):*\n{_text_block(lines)}")
     else:
@@ -190,7 +190,7 @@ def _outcome_fallback(outcome: ImageOutcome, *, label_min: float, moderation_min
     assert record is not None
     labels = ", ".join(f"{escape(label.name)} {_percent(label.confidence)}"
                        for label in record.top_labels(label_min, LABELS_SHOWN)) or "no labels"
-    text = " / ".join(escape(line) for line in shown_lines(record.lines)[:5])
+    text = " / ".join(escape(line) for line in shown_lines(record.lines, record.sensitive)[:5])
     verdict = f"flagged ({_flags_line(record, moderation_min)})" if record.is_flagged(moderation_min) else "not flagged"
     hidden = hidden_kinds(record)
     warning = f"; sensitive data: {escape(messages.sensitive_warning(hidden))}" if hidden else ""
@@ -270,6 +270,16 @@ def image_reply(outcomes: Sequence[ImageOutcome], *, label_min_confidence: float
 
 # -- /imgsearch ------------------------------------------------------------------------------
 
+def _shown_snippet(hit: SearchHit) -> str:
+    """The matched line as a reply shows it, masked with the image's own findings where it is one of its lines."""
+    assert hit.snippet is not None
+    lines = hit.image.lines
+    for line, shown in zip(lines, shown_lines(lines, hit.image.sensitive), strict=True):
+        if line.text == hit.snippet:
+            return shown
+    return shown_text(hit.snippet)
+
+
 def _hit_text(hit: SearchHit, label_min: float, moderation_min: float) -> str:
     record = hit.image
     sighting = hit.sighting
@@ -281,7 +291,7 @@ def _hit_text(hit: SearchHit, label_min: float, moderation_min: float) -> str:
     else:
         parts.append(f"*Labels:* {_labels_line(record, label_min)}")
     if hit.snippet:
-        parts.append("> " + escape(truncate(shown_text(hit.snippet).replace("\n", " "), 300, "…")))
+        parts.append("> " + escape(truncate(_shown_snippet(hit).replace("\n", " "), 300, "…")))
     where: list[str] = []
     if sighting is not None:
         where.append(slack_date(sighting.seen_at))

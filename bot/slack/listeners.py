@@ -16,6 +16,7 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot.core.redaction import shown_report
 from bot.core.search import QUERY_HELP
 from bot.errors import ImgbotError
 from bot.slack import blocks, home, messages, modes
@@ -278,7 +279,7 @@ def _report(core: Core, memberships: MembershipCache, client: WebClient, respond
         # Posted for the whole channel to read: never another private channel's images.
         channels = memberships.shareable_channels_for(client, user_id, channel_id, command.get("team_id"))
         data = core.report(query, channels=channels, title="imgbot report", full_records=fmt == "json")
-        content = core.render_report(data, fmt)
+        content = core.render_report(shown_report(data), fmt)  # personal data masked, as in replies
     except ImgbotError as err:
         respond(response_type="ephemeral", text=err.user_message)
         return
