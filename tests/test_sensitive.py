@@ -38,6 +38,16 @@ def test_each_kind_of_secret_is_found(text: str, kind: str) -> None:
     assert ("secret", kind) in kinds(find_sensitive(lines(text)))
 
 
+@pytest.mark.parametrize("text", [
+    "A KIAIOSFODNN7EXAMPLE",  # cut inside the prefix the scan looks for first
+    "XOXB-123456789012-1234567890123-ABCDEFGHIJABCDEFGHIJKLMN",  # Slack's pattern ignores case
+    "gh p_1234567890abcdefghijABCDEFGHIJ123456",
+    "(AIza SyA1234567890abcdefghijklmnopqrstuv)",
+])
+def test_a_token_cut_inside_its_prefix_or_in_other_case_is_still_found(text: str) -> None:
+    assert [f.category for f in find_sensitive(lines(text))] == ["secret"]
+
+
 def test_a_key_read_with_spaces_or_split_over_two_lines_is_still_found() -> None:
     spaced = find_sensitive(lines("AKIA IOSF ODNN 7EXA MPLE"))
     split = find_sensitive(lines("AWS key: AKIAIOSFOD", "NN7EXAMPLE and more"))

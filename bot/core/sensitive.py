@@ -34,6 +34,7 @@ from bot.core.types import MASKED_PII, Category, Finding, Span, TextDetection
 MAX_WINDOW = 12
 _EDGE_PUNCTUATION = "\"'`,;()[]{}<>"
 _ASSIGNMENT = re.compile(r"=|:(?!//)")
+_WORD = re.compile(r"\S+")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,17 @@ _TOKEN_SECRETS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("jwt", re.compile(r"eyJ[A-Za-z0-9_=-]{8,}\.eyJ[A-Za-z0-9_=-]{8,}\.[A-Za-z0-9_.+/=-]{8,}")),
     ("google-api-key", re.compile(r"AIza[0-9A-Za-z_-]{35}")),
 )
+#: What each token secret starts with (lower case): a window is tried only where one begins, and a
+#: scan of text with none of them (most text) tries no window at all.
+_TOKEN_PREFIXES: dict[str, tuple[str, ...]] = {
+    "aws-access-key": ("a3t", "abia", "acca", "akia", "asia"),
+    "slack-token": ("xox",),
+    "slack-webhook": ("https://hooks.slack.com",),
+    "github-token": ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+    "stripe-live-key": ("rk_live_", "sk_live_"),
+    "jwt": ("eyj",),
+    "google-api-key": ("aiza",),
+}
 _PRIVATE_KEY = re.compile("|".join(re.escape(p.pattern) for p in PrivateKeyDetector.denylist))
 #: ``aws_secret_access_key = …`` (any separator): 40 characters of base64 after the name.
 _AWS_SECRET = re.compile(r"aws.{0,20}?secret.{0,20}?[:=]\s*[\"']?([0-9A-Za-z/+]{40})(?![0-9A-Za-z/+])",
@@ -132,9 +144,12 @@ class Scan:
 def _tokens(lines: Sequence[TextDetection]) -> list[_Token]:
     tokens = []
     for line in lines:
-        for word in re.finditer(r"\S+", line.text):
-            cuts = [word.start(), *(m for a in _ASSIGNMENT.finditer(word.group()) for m in
-                                    (word.start() + a.start(), word.start() + a.end())), word.end()]
+        for word in _WORD.finditer(line.text):
+            if "=" in (text := word.group()) or ":" in text:
+                cuts = [word.start(), *(m for a in _ASSIGNMENT.finditer(text) for m in
+                                        (word.start() + a.start(), word.start() + a.end())), word.end()]
+            else:
+                cuts = [word.start(), word.end()]
             for begin, end in zip(cuts[::2], cuts[1::2], strict=True):  # NAME=value holds two tokens
                 part = line.text[begin:end]
                 cleaned = part.lstrip(_EDGE_PUNCTUATION)
@@ -170,15 +185,32 @@ def _continues_token(text: str) -> bool:
     return bool(_RANDOM_LOOKING.search(text) or _LONG_PIECE.fullmatch(text))
 
 
-def _token_secrets_at(tokens: Sequence[_Token], start: int) -> Iterator[tuple[str, Sequence[_Token]]]:
-    """Each kind of token secret that starts at ``tokens[start]``, with the tokens it covers.
+def _token_secret_starts(tokens: Sequence[_Token]) -> Iterator[tuple[int, list[tuple[str, re.Pattern[str]]]]]:
+    """Each token where a token secret may start, with the kinds that may: those whose prefix starts there."""
+    compact = "".join(token.text for token in tokens).lower()
+    kinds = [(kind, pattern, _TOKEN_PREFIXES[kind]) for kind, pattern in _TOKEN_SECRETS
+             if any(prefix in compact for prefix in _TOKEN_PREFIXES[kind])]
+    if not kinds:
+        return
+    offset = 0
+    for start, token in enumerate(tokens):
+        here = [(kind, pattern) for kind, pattern, prefixes in kinds
+                if any(compact.startswith(prefix, offset) for prefix in prefixes)]
+        if here:
+            yield start, here
+        offset += len(token.text)
+
+
+def _token_secrets_at(tokens: Sequence[_Token], start: int, kinds: Sequence[tuple[str, re.Pattern[str]]]
+                      ) -> Iterator[tuple[str, Sequence[_Token]]]:
+    """Each of ``kinds`` of token secret that starts at ``tokens[start]``, with the tokens it covers.
 
     Loose patterns (a Slack token, a JWT) keep matching when a window runs on into the next
     words, so a window that matches an exact known shape wins; otherwise the shortest match is
     taken and extended only by pieces that look random or are long runs of a token's characters (a
     key's tail cut off by the reader), never by an ordinary word such as the next line's ``card``."""
     end_limit = min(len(tokens), start + MAX_WINDOW)
-    for kind, pattern in _TOKEN_SECRETS:
+    for kind, pattern in kinds:
         exact = _EXACT_SHAPES.get(kind)
         joined, found, extending = "", None, True
         for end in range(start, end_limit):
@@ -260,8 +292,8 @@ def scan(detections: Sequence[TextDetection]) -> Scan:
         entry[2].update(spans)
 
     tokens = _tokens(lines)
-    for start in range(len(tokens)):
-        for kind, window in _token_secrets_at(tokens, start):
+    for start, kinds in _token_secret_starts(tokens):
+        for kind, window in _token_secrets_at(tokens, start, kinds):
             add("secret", kind, "".join(t.text for t in window), _token_spans(window))
     for index, line in enumerate(lines):
         if marker := _PRIVATE_KEY.search(line.text):
@@ -287,7 +319,9 @@ def scan(detections: Sequence[TextDetection]) -> Scan:
             if not any(kind == "card" and digits in value for kind, value in found):
                 add("pii", "phone", number.raw_string, text.spans(number.start, number.end))
     key_id_shown = any(kind == "aws-access-key" for kind, _ in found)
-    for start in range(len(tokens)):  # a secret key read in pieces, or with its name on another line
+    # A secret key read in pieces, or with its name on another line: only beside a key id or the word.
+    maybe_secret_key = key_id_shown or any("secret" in token.text.lower() for token in tokens)
+    for start in range(len(tokens) if maybe_secret_key else 0):
         joined = ""
         for end in range(start, min(len(tokens), start + MAX_WINDOW)):
             joined += tokens[end].text
