@@ -57,9 +57,11 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from bot.config import Settings  # noqa: E402
+from bot.core.redaction import shown_report  # noqa: E402
 from bot.storage.memory import MemoryStorage  # noqa: E402
 from bot.wiring import Core, build_core  # noqa: E402
 from db import channel_stats  # noqa: E402
+from db.migrate import upgrade  # noqa: E402
 from db.plans import captured_statements, explain  # noqa: E402
 from db.session import Database  # noqa: E402
 
@@ -700,8 +702,11 @@ def measure(name: str, url: str, runs: int) -> None:
 
     for channels, who in ((None, "CLI, whole collection"), (visible, "Slack user, 5 channels")):
         seconds, data = time_it(lambda c=channels: core.report("", channels=c, full_records=False), max(1, runs // 2))
-        render, _text = time_it(lambda d=data: core.render_report(d, "md"), 1)
-        print(f"   /imgreport ({who}): {statistics.median(seconds):.2f} s data + {render[0]:.2f} s Markdown "
+        # What Slack is posted has its text's personal data masked first, as /imgreport does.
+        posted = (lambda d: d) if channels is None else shown_report
+        render, _text = time_it(lambda d=data, p=posted: core.render_report(p(d), "md"), 1)
+        masked = "" if channels is None else " (personal data masked)"
+        print(f"   /imgreport ({who}): {statistics.median(seconds):.2f} s data + {render[0]:.2f} s Markdown{masked} "
               f"for {len(data.images):,} listed images, {len(data.top_labels)} top labels (target < 2 s)")
         if data.note:
             print(f"     note: {data.note}")
@@ -739,11 +744,15 @@ def main() -> None:
     reuse = (args.keep is not None and sqlite_path.exists()
              and (not use_postgres or postgres_database_exists(args.postgres_url, pg_name)))
     if reuse:
-        print(f"Reusing {sqlite_path}" + (f" and {pg_name}" if use_postgres else ""))
+        print(f"Reusing {sqlite_path}" + (f" and {pg_name}" if use_postgres else "") + ", migrated to the head")
         targets.append(("SQLite", f"sqlite:///{sqlite_path}"))
         if use_postgres:
             url = make_url(args.postgres_url).set(database=pg_name).render_as_string(hide_password=False)
             targets.append(("PostgreSQL", url))
+        for _name, url in targets:
+            engine = create_engine(url)
+            upgrade(engine)
+            engine.dispose()
         loaders: list[Any] = []
     else:
         sqlite_path.unlink(missing_ok=True)
