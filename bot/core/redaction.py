@@ -55,7 +55,7 @@ def shown_detections(text: Sequence[TextDetection], findings: Sequence[Finding] 
     lines = [d for d in text if d.kind == "LINE"]
     found = scan(lines)
     hidden = _hidden_ranges(lines, (*found.findings, *_kept_findings(lines, findings)), hide_all=True)
-    return _masked(text, hidden, found.values)[0]
+    return _masked(text, _place_words(text), hidden, found.values)[0]
 
 
 def shown_lines(lines: Sequence[TextDetection], findings: Sequence[Finding] = ()) -> list[str]:
@@ -111,8 +111,8 @@ def mask_findings(analysis: Analysis, findings: Sequence[Finding], values: Itera
     values = frozenset(values)
     lines = [d for d in analysis.text if d.kind == "LINE"]
     hidden = _hidden_ranges(lines, findings)
-    new_text, replacements = _masked(analysis.text, hidden, values)
     placed = _place_words(analysis.text)
+    new_text, replacements = _masked(analysis.text, placed, hidden, values)
     boxed = tuple(replace(_moved(f, hidden), boxes=_boxes(f, analysis.text, placed)) for f in findings)
     return replace(
         analysis, text=new_text, sensitive=(*(_moved(f, hidden) for f in analysis.sensitive), *boxed),
@@ -120,10 +120,10 @@ def mask_findings(analysis: Analysis, findings: Sequence[Finding], values: Itera
     )
 
 
-def _masked(text: Sequence[TextDetection], hidden: HiddenRanges, values: frozenset[str]) -> tuple[
-        tuple[TextDetection, ...], dict[str, str]]:
-    """Lines and words with ``hidden`` ranges and ``values`` masked, and each changed text's new form."""
-    placed = _place_words(text)
+def _masked(text: Sequence[TextDetection], placed: dict[int, tuple[int, int]], hidden: HiddenRanges,
+            values: frozenset[str]) -> tuple[tuple[TextDetection, ...], dict[str, str]]:
+    """Lines and words (``placed`` in their lines) with ``hidden`` ranges and ``values`` masked, and each
+    changed text's new form."""
     new_text: list[TextDetection] = []
     replacements: dict[str, str] = {}
     for detection in text:
