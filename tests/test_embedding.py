@@ -421,3 +421,38 @@ def test_a_cache_folder_that_cannot_be_written_still_gives_embeddings(
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
     vector = ImageEmbedder().embed(Image.new("RGB", (300, 200), (30, 140, 90)))
     assert vector.shape == (EMBEDDING_DIM,)
+
+
+def test_migration_0014_drops_the_onnx_version_from_stored_model_names_so_upgrading_onnx_keeps_them(
+        empty_database) -> None:  # type: ignore[no-untyped-def]
+    from importlib import metadata
+
+    from sqlalchemy import text
+
+    from db.migrate import downgrade, upgrade
+    from db.visuals import EmbeddingCache
+    from tests.old_rows import insert_analysed_image
+
+    version = ImageEmbedder().version
+    assert "onnx" not in version
+    vector = np.zeros(256, dtype=np.float32)
+    vector[0] = 1.0
+    upgrade(empty_database.engine, "0013")
+    with empty_database.engine.begin() as connection:
+        for image_id, model in ((1, f"{version} (onnx 1.16.0)"), (2, "another-model@1 (onnx 1.17.0)")):
+            insert_analysed_image(connection, image_id)
+            connection.execute(text("INSERT INTO image_embeddings (image_id, seq, model, vector) "
+                                    "VALUES (:id, :id, :model, :vector)"),
+                               {"id": image_id, "model": model, "vector": to_bytes(vector)})
+
+    def stored() -> dict[int, str]:
+        with empty_database.engine.connect() as connection:
+            return dict(connection.execute(text("SELECT image_id, model FROM image_embeddings")).all())
+
+    upgrade(empty_database.engine)
+    assert stored() == {1: version, 2: "another-model@1"}
+    assert list(EmbeddingCache(empty_database.engine, version).vectors([1, 2])) == [1]
+
+    downgrade(empty_database.engine, "0013")
+    onnx = metadata.version("onnx")
+    assert stored() == {1: f"{version} (onnx {onnx})", 2: f"another-model@1 (onnx {onnx})"}

@@ -85,7 +85,7 @@ import numpy as np
 from PIL import Image
 
 from bot.analyzers.local.labels import MODEL_FILE
-from bot.analyzers.local.models import Decoded, LazyModel, _to_rgb, package_version
+from bot.analyzers.local.models import Decoded, LazyModel, _to_rgb
 from bot.core.nearby import (
     DUPLICATE_HASH_ALONE,
     DUPLICATE_HASH_WITH_EMBEDDING,
@@ -307,7 +307,7 @@ class ImageEmbedder(LazyModel[np.ndarray]):
         digest = hashlib.sha256(MODEL_FILE.read_bytes()).hexdigest()[:8]
         return (
             f"efficientnet-lite0-imagenet1k-fp32@{digest} pool{FEATURE_DIM} centre-crop{INPUT_SIDE}"
-            f" → orthogonal{EMBEDDING_DIM}(seed {PROJECTION_SEED}) fp16 (onnx {package_version('onnx')})"
+            f" → orthogonal{EMBEDDING_DIM}(seed {PROJECTION_SEED}) fp16"
         )
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
