@@ -474,10 +474,14 @@ def build_core(settings: Settings, *, storage: Storage | None = None,
     if analyzer_factory is None and settings.analyzer not in available_analyzers():
         build_analyzer(settings)  # raises ConfigError naming the known analysers
     database = Database(settings.database_url)
-    database.ensure_schema()
-    return Core(
-        settings=settings,
-        database=database,
-        storage=storage if storage is not None else build_storage(settings),
-        analyzer_factory=analyzer_factory or (lambda: build_analyzer(settings)),
-    )
+    try:
+        database.ensure_schema()
+        return Core(
+            settings=settings,
+            database=database,
+            storage=storage if storage is not None else build_storage(settings),
+            analyzer_factory=analyzer_factory or (lambda: build_analyzer(settings)),
+        )
+    except BaseException:
+        database.dispose()  # close its pooled connection now, not whenever the garbage collector runs
+        raise

@@ -64,3 +64,26 @@ def test_the_app_refuses_a_database_behind_head(empty_database):
         connection.exec_driver_sql("CREATE TABLE leftover (id INTEGER)")
     with pytest.raises(SchemaOutOfDate, match="imgbot db upgrade"):
         empty_database.ensure_schema()
+
+
+def test_an_app_refused_for_its_schema_closes_its_database_connections(empty_database, monkeypatch):
+    from bot.config import Settings
+    from bot.errors import SchemaOutOfDate
+    from bot.storage.memory import MemoryStorage
+    from bot.wiring import build_core
+    from db.session import Database
+
+    with empty_database.engine.begin() as connection:  # not empty, not migrated: refused
+        connection.exec_driver_sql("CREATE TABLE leftover (id INTEGER)")
+    disposed: list[str] = []
+    dispose = Database.dispose
+
+    def recorded(database: Database) -> None:
+        disposed.append(database.engine.url.render_as_string(hide_password=False))
+        dispose(database)
+
+    monkeypatch.setattr(Database, "dispose", recorded)
+    url = empty_database.engine.url.render_as_string(hide_password=False)
+    with pytest.raises(SchemaOutOfDate):
+        build_core(Settings(database_url=url), storage=MemoryStorage(), analyzer_factory=lambda: None)
+    assert disposed == [url]
