@@ -30,7 +30,7 @@ def rows(image_id: int, found: Iterable[Finding]) -> list[dict[str, Any]]:
 def to_finding(row: Any) -> Finding:
     """From an ORM row or a plain row with the same columns (``line_ids``, ``boxes`` and ``spans`` decoded)."""
     category: Category = "secret" if row.category == "secret" else "pii"
-    if row.spans is not None:
+    if getattr(row, "spans", None) is not None:  # (rows read before migration 0013 have no such column)
         spans: tuple[Span, ...] = tuple((int(line_id), int(start), int(end)) for line_id, start, end in row.spans)
     else:  # written before 0013: the lines are known, not where on them
         spans = tuple((int(line_id), 0, 0) for line_id in row.line_ids or ())

@@ -92,11 +92,15 @@ def _rescan_image(connection: Connection, image_id: int, pii: PiiDetector | None
     summary.images += 1
     runs = {str(run.id): run.raw for run in connection.execute(
         select(RUNS.c.id, RUNS.c.raw).where(RUNS.c.image_id == image_id))}
+    table = findings.TABLE
+    stored = connection.execute(select(*(column for column in table.c if column.name in columns))
+                                .where(table.c.image_id == image_id).order_by(table.c.id)).all()
+    kept = tuple(findings.to_finding(row) for row in stored)
     before = Analysis(
         provider="stored",
         text=tuple(TextDetection(id=row.detection_id, kind=row.kind, text=row.text, confidence=row.confidence,
                                  box=BoundingBox.from_dict(row.box or {}), parent_id=row.parent_id) for row in rows),
-        raw=runs,
+        raw=runs, sensitive=kept,  # so that masking more of a line moves the places of what it holds
     )
     after = protect(before)
     if pii is not None:
@@ -107,22 +111,22 @@ def _rescan_image(connection: Connection, image_id: int, pii: PiiDetector | None
             log.warning("image=%s text insights failed: %s", image_id, err.detail or err.user_message)
     if _save_text(connection, image_id, rows, before, after):
         summary.changed += 1
-    table = findings.TABLE
-    located = "spans" in columns
-    existing = {(row.kind, row.masked): row for row in connection.execute(
-        select(table.c.id, table.c.kind, table.c.masked, *([table.c.spans] if located else []))
-        .where(table.c.image_id == image_id))}
-    new = [f for f in after.sensitive if (f.kind, f.masked) not in existing]
+    moved, found = after.sensitive[:len(kept)], after.sensitive[len(kept):]  # masking keeps their order
+    existing = {(row.kind, row.masked) for row in stored}
+    new = [f for f in found if (f.kind, f.masked) not in existing]
     if new:
         connection.execute(insert(table), [{key: value for key, value in row.items() if key in columns}
                                            for row in findings.rows(image_id, new)])
         summary.findings += len(new)
-    if located:  # findings written before their places were kept learn them
-        unplaced = [(existing[key].id, f) for f in after.sensitive
-                    if (key := (f.kind, f.masked)) in existing and existing[key].spans is None and f.spans]
-        for row_id, finding in unplaced:
-            connection.execute(update(table).where(table.c.id == row_id)
-                               .values(spans=[list(span) for span in finding.spans]))
+    if "spans" in columns:
+        for row, before_finding, finding in zip(stored, kept, moved, strict=True):
+            if row.spans is None:  # written before places were kept: learnt when it is found again
+                place = next((f.spans for f in found if (f.kind, f.masked) == (row.kind, row.masked)), ())
+            else:
+                place = finding.spans if finding.spans != before_finding.spans else ()
+            if place:
+                connection.execute(update(table).where(table.c.id == row.id)
+                                   .values(spans=[list(span) for span in place]))
     return len(new)
 
 

@@ -220,3 +220,31 @@ def test_rescan_text_records_where_on_its_line_an_older_comprehend_finding_was(e
     assert code == 0 and "0 masked, 0 findings added" in out
     # The key's place is lost with its text, which shows only its mask; it is never shown unmasked anyway.
     assert places() == {"aws-access-key": None, "name": [[0, 18, 26]]}
+
+
+def test_rescan_text_moves_a_names_place_when_it_masks_a_secret_before_it_on_the_line(
+        env, rekognition, tmp_path, monkeypatch):
+    from tests.fakes.comprehend import FakeComprehend
+
+    with FakeComprehend(names=["Jane Doe"]) as comprehend:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_COMPREHEND", comprehend.endpoint_url)
+        monkeypatch.setenv("IMGBOT_TEXT_INSIGHTS", "comprehend")
+        letter = make_image("PNG", colour=(40, 40, 200))
+        rekognition.script(letter, text=["Dear Jane Doe"])
+        (tmp_path / "letter.png").write_bytes(letter)
+        assert run("analyze", str(tmp_path / "letter.png"))[0] == 0
+        engine = create_engine(env["DATABASE_URL"])
+        with engine.begin() as connection:  # as a version whose detectors missed the key kept it
+            connection.execute(text("UPDATE text_detections SET text = :t WHERE kind = 'LINE'"),
+                               {"t": f"key {AWS_KEY_ID} Jane Doe"})
+            connection.execute(text("UPDATE sensitive_findings SET spans = '[[0, 25, 33]]' WHERE kind = 'name'"))
+        code, out, _ = run("rescan-text", "--no-progress")
+        with engine.connect() as connection:
+            line = connection.execute(text("SELECT text FROM text_detections WHERE kind = 'LINE'")).scalar_one()
+            spans = dict(connection.execute(text("SELECT kind, spans FROM sensitive_findings")).all())
+        engine.dispose()
+
+    assert code == 0 and "1 masked, 1 findings added" in out
+    assert line == "key AKIA…MPLE Jane Doe"
+    ((_, start, end),) = json.loads(spans["name"])
+    assert line[start:end] == "Jane Doe"
