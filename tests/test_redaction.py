@@ -203,3 +203,12 @@ def test_slack_is_shown_a_name_masked_where_another_detector_found_it_or_its_who
     assert shown_lines(lines, stored.sensitive) == ["Dear ••••,", "mail j•••@acme.com", "SALE"]
     assert shown_lines(lines, unplaced) == ["••••", "mail j•••@acme.com", "SALE"]  # the email is found again
     assert shown_lines(lines) == ["Dear Jane Doe,", "mail j•••@acme.com", "SALE"]
+
+
+def test_a_word_that_is_not_in_its_lines_text_is_masked_on_its_own_when_shown() -> None:
+    from bot.core.redaction import shown_detections
+
+    line = TextDetection(0, "LINE", "write to us", 99.0, BoundingBox(0.1, 0.1, 0.8, 0.05))
+    word = TextDetection(1, "WORD", "jane@acme.com", 98.0, BoundingBox(0.5, 0.1, 0.4, 0.05), parent_id=0)
+
+    assert [d.text for d in shown_detections([line, word])] == ["write to us", "j•••@acme.com"]

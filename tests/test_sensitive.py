@@ -42,7 +42,7 @@ def test_each_kind_of_secret_is_found(text: str, kind: str) -> None:
     "A KIAIOSFODNN7EXAMPLE",  # cut inside the prefix the scan looks for first
     "XOXB-123456789012-1234567890123-ABCDEFGHIJABCDEFGHIJKLMN",  # Slack's pattern ignores case
     "gh p_1234567890abcdefghijABCDEFGHIJ123456",
-    "(AIza SyA1234567890abcdefghijklmnopqrstuv)",
+    "(AI zaSyA1234567890abcdefghijklmnopqrstuv)",  # and in brackets
 ])
 def test_a_token_cut_inside_its_prefix_or_in_other_case_is_still_found(text: str) -> None:
     assert [f.category for f in find_sensitive(lines(text))] == ["secret"]

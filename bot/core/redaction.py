@@ -55,7 +55,10 @@ def shown_detections(text: Sequence[TextDetection], findings: Sequence[Finding] 
     lines = [d for d in text if d.kind == "LINE"]
     found = scan(lines)
     hidden = _hidden_ranges(lines, (*found.findings, *_kept_findings(lines, findings)), hide_all=True)
-    return _masked(text, _place_words(text), hidden, found.values)[0]
+    placed = _place_words(text)
+    shown = _masked(text, placed, hidden, found.values)[0]
+    # A word not found in its line's text gets nothing from the line's ranges: it is scanned on its own.
+    return tuple(d if d.kind != "WORD" or d.id in placed else replace(d, text=shown_text(d.text)) for d in shown)
 
 
 def shown_lines(lines: Sequence[TextDetection], findings: Sequence[Finding] = ()) -> list[str]:
